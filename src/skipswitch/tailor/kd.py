@@ -1,0 +1,54 @@
+"""Knowledge-distillation losses against a frozen teacher."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import SkipswitchError
+
+
+def freeze(teacher: nn.Module) -> nn.Module:
+    """Eval mode and no gradients. The Tailor reference keeps the teacher inside the
+    training module, so ``train()`` flips its BatchNorm to training mode and its running
+    statistics drift; we keep it outside and in eval mode for the whole run."""
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class DistillationLoss:
+    """``alpha * D(student, teacher) + (1 - alpha) * CE(student, y)``.
+
+    ``kind='mse'`` (the Tailor reference: D = MSE of logits, no temperature) or
+    ``kind='kl'`` (Hinton: D = T^2 * KL(softmax(t/T) || softmax(s/T)))."""
+
+    def __init__(self, teacher: nn.Module, kind: Literal["mse", "kl"] = "mse", alpha: float = 0.35, temperature: float = 4.0):
+        if kind not in ("mse", "kl"):
+            raise SkipswitchError(f"unknown KD loss {kind!r}; choose mse or kl")
+        if not 0.0 <= alpha <= 1.0:
+            raise SkipswitchError(f"KD alpha must be in [0, 1], got {alpha}")
+        if temperature <= 0:
+            raise SkipswitchError(f"KD temperature must be positive, got {temperature}")
+        self.teacher = freeze(teacher)
+        self.kind, self.alpha, self.temperature = kind, alpha, temperature
+
+    def distill(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        if self.kind == "mse":
+            return F.mse_loss(student_logits, teacher_logits)
+        t = self.temperature
+        return F.kl_div(
+            F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+            reduction="batchmean", log_target=True,
+        ) * (t * t)
+
+    def __call__(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            teacher_logits = self.teacher(x)
+        logits = student(x)
+        loss = self.alpha * self.distill(logits, teacher_logits) + (1 - self.alpha) * F.cross_entropy(logits, y)
+        return loss, logits

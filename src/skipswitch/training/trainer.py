@@ -1,0 +1,270 @@
+"""The training loop every trainer in the project uses.
+
+What it guarantees:
+* per-epoch results (loss, accuracy, images/s, events) and the final test accuracy
+  in ``results.json``, written atomically, whatever happens;
+* a resume state after every epoch (``resume.safetensors``): model, optimizer momentum
+  and history. ``resume=True`` replays the epoch hooks of finished epochs (so the model
+  topology and optimizer param groups match), loads the state and continues to the
+  same final weights as an uninterrupted run;
+* a non-finite loss stops the run with a one-line error naming epoch and step; the
+  last good resume state is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+
+from ..checkpoint import atomic_write_json, load_tensors, save_model, save_tensors
+from ..data import Dataset, Split, iterate_batches
+from ..errors import SkipswitchError
+from .config import TrainConfig
+from .progress import TrainProgress
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class EpochHook(Protocol):
+    def __call__(self, epoch: int, model: nn.Module) -> tuple[list[nn.Parameter], dict[str, Any] | None]:
+        """Called before ``epoch`` trains; returns new parameters to optimise and an event to log."""
+
+
+def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = model(x)
+    return nn.functional.cross_entropy(logits, y), logits
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int = 256) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``split`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for x, y in iterate_batches(split, batch_size):
+        logits = model(x)
+        total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    n = max(1, len(split))
+    return total_loss / n, correct / n
+
+
+@dataclass
+class RunResult:
+    model: nn.Module
+    history: list[dict[str, Any]]
+    test_loss: float
+    test_acc: float
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+    groups = [{k: v for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, {"param_groups": groups}
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class Trainer:
+    """Runs ``config.epochs`` epochs of SGD on ``dataset`` and writes ``run_dir``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset: Dataset,
+        config: TrainConfig,
+        run_dir: str | Path,
+        *,
+        loss_fn: LossFn = cross_entropy_loss,
+        epoch_hook: EpochHook | None = None,
+        quiet: bool = False,
+        description: str = "train",
+        metadata: dict[str, Any] | None = None,
+    ):
+        self.model = model
+        self.dataset = dataset
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.loss_fn = loss_fn
+        self.epoch_hook = epoch_hook
+        self.quiet = quiet
+        self.description = description
+        self.metadata = dict(metadata or {})
+        self.optimizer = make_optimizer(model, config)
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def resume_path(self) -> Path:
+        return self.run_dir / "resume.safetensors"
+
+    @property
+    def model_path(self) -> Path:
+        return self.run_dir / "model.safetensors"
+
+    @property
+    def results_path(self) -> Path:
+        return self.run_dir / "results.json"
+
+    # -- hooks and state ------------------------------------------------------------------
+    def _apply_hook(self, epoch: int) -> dict[str, Any] | None:
+        if self.epoch_hook is None:
+            return None
+        new_params, event = self.epoch_hook(epoch, self.model)
+        if new_params:
+            group = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
+            self.optimizer.add_param_group({"params": new_params, **group})
+        return event
+
+    def _save_resume(self, next_epoch: int) -> None:
+        opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update(opt_tensors)
+        save_tensors(
+            self.resume_path,
+            tensors,
+            {"kind": "resume", "next_epoch": next_epoch, "history": self.history, "optimizer": opt_meta,
+             "config": self.config.model_dump(), "model": self.model.config},
+        )
+
+    def _load_resume(self) -> int:
+        tensors, meta = load_tensors(self.resume_path)
+        if meta.get("kind") != "resume":
+            raise SkipswitchError(f"{self.resume_path} is not a resume state")
+        if meta.get("config") != self.config.model_dump():
+            raise SkipswitchError(
+                f"cannot resume {self.run_dir}: it was started with a different training config; "
+                "rerun without --resume or with the same options"
+            )
+        next_epoch = int(meta["next_epoch"])
+        for epoch in range(next_epoch):
+            self._apply_hook(epoch)
+        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            self.model.load_state_dict(model_state, strict=True)
+        except RuntimeError:
+            raise SkipswitchError(f"{self.resume_path} does not match this model; rerun without --resume") from None
+        opt = {k: v for k, v in tensors.items() if k.startswith("optimizer.")}
+        _load_optimizer(self.optimizer, opt, meta["optimizer"])
+        self.history = list(meta["history"])
+        return next_epoch
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> RunResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        start_epoch = 0
+        if resume and self.resume_path.exists():
+            start_epoch = self._load_resume()
+        elif resume and not self.quiet:
+            print(f"no resume state in {self.run_dir}; starting from epoch 0")
+        status = "ok"
+        try:
+            with TrainProgress(self.description, self.config.epochs, enabled=not self.quiet) as progress:
+                progress.advance_epochs(start_epoch)
+                for epoch in range(start_epoch, self.config.epochs):
+                    event = self._apply_hook(epoch)
+                    record = self._train_epoch(epoch, progress)
+                    if event:
+                        record["event"] = event
+                    record["val_loss"], record["val_acc"] = evaluate(self.model, self.dataset.val)
+                    self.history.append(record)
+                    progress.end_epoch(record)
+                    self._save_resume(epoch + 1)
+        except SkipswitchError as exc:
+            status = f"failed: {exc}"
+            self._write_results(status, None, None)
+            raise
+        test_loss, test_acc = evaluate(self.model, self.dataset.test)
+        results = self._write_results(status, test_loss, test_acc)
+        save_model(self.model_path, self.model, {**self.metadata, "dataset": self.dataset.describe(),
+                                                  "train_config": self.config.model_dump(),
+                                                  "metrics": {"test_acc": test_acc, "test_loss": test_loss}})
+        return RunResult(self.model, self.history, test_loss, test_acc, results)
+
+    def _train_epoch(self, epoch: int, progress: TrainProgress) -> dict[str, Any]:
+        model, optimizer, config = self.model, self.optimizer, self.config
+        lr = config.lr_at(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        steps = (len(self.dataset.train) + config.batch_size - 1) // config.batch_size
+        progress.start_epoch(epoch, steps)
+        loss_sum, correct, seen = 0.0, 0, 0
+        start = time.perf_counter()
+        batches = iterate_batches(
+            self.dataset.train, config.batch_size, shuffle=True, augment=self.dataset.augment,
+            seed=config.seed, epoch=epoch,
+        )
+        for step, (x, y) in enumerate(batches):
+            loss, logits = self.loss_fn(model, x, y)
+            loss_value = loss.item()
+            if loss_value != loss_value or loss_value in (float("inf"), float("-inf")):
+                raise SkipswitchError(
+                    f"loss became {loss_value} at epoch {epoch + 1} step {step + 1}; stopped, "
+                    f"last good state kept in {self.resume_path if epoch else self.run_dir}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            n = y.shape[0]
+            loss_sum += loss_value * n
+            correct += int((logits.argmax(1) == y).sum())
+            seen += n
+            progress.step(loss_value, correct / seen, seen / (time.perf_counter() - start))
+        elapsed = time.perf_counter() - start
+        return {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "train_loss": loss_sum / max(1, seen),
+            "train_acc": correct / max(1, seen),
+            "images_per_s": seen / elapsed if elapsed > 0 else 0.0,
+            "skip_modes": list(getattr(model, "skip_modes", [])),
+        }
+
+    def _write_results(self, status: str, test_loss: float | None, test_acc: float | None) -> dict[str, Any]:
+        from ..graph import trace
+
+        summary = trace(self.model).summary()
+        results = {
+            **self.metadata,
+            "status": status,
+            "model": getattr(self.model, "config", {}),
+            "dataset": self.dataset.describe(),
+            "train_config": self.config.model_dump(),
+            "params": summary["params"],
+            "macs": summary["macs"],
+            "skips": summary["skips"],
+            "long_skips": summary["long_skips"],
+            "history": self.history,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+        }
+        atomic_write_json(self.results_path, results)
+        return results
