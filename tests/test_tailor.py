@@ -1,0 +1,129 @@
+import json
+
+import pytest
+import torch
+
+from skipswitch.checkpoint import load_model
+from skipswitch.errors import SkipswitchError
+from skipswitch.graph import trace
+from skipswitch.models import create_model
+from skipswitch.tailor import AlterationSchedule, DistillationLoss, run_tailor
+from skipswitch.training import TrainConfig
+
+
+def test_schedule_alters_from_input_side_every_k_epochs():
+    model = create_model("resnet20", num_classes=10, in_channels=1, input_size=8)
+    schedule = AlterationSchedule(model, "remove", every=3, order="input")
+    # Reference: skip = epoch // 3 - 1, i.e. alteration i at epoch 3(i + 1).
+    assert [(a.epoch, a.block) for a in schedule.alterations] == [(3 * (i + 1), i) for i in range(9)]
+    output_first = AlterationSchedule(model, "shorten", every=2, order="output")
+    assert [a.block for a in output_first.alterations] == list(range(8, -1, -1))
+    assert {a.target for a in output_first.alterations} == {"short"}
+    with pytest.raises(SkipswitchError, match="epochs=27 is too few"):
+        schedule.check_epochs(27)
+    schedule.check_epochs(28)
+
+
+def test_schedule_hook_changes_exactly_one_block_at_its_epoch():
+    model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8)
+    schedule = AlterationSchedule(model, "shorten", every=2)
+    seen = []
+    for epoch in range(7):
+        _, event = schedule(epoch, model)
+        seen.append(list(model.skip_modes))
+        assert (event is not None) == (epoch in (2, 4, 6))
+    assert seen[1] == ["long"] * 3 and seen[2] == ["short", "long", "long"]
+    assert seen[6] == ["short"] * 3
+    assert not any(s.is_long for s in trace(model).skips)
+
+
+def test_only_long_blocks_are_scheduled():
+    model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8, skip_mode=["none", "long", "short"])
+    assert [a.block for a in AlterationSchedule(model, "remove").alterations] == [1]
+
+
+def test_kd_losses_match_their_definitions():
+    teacher = create_model("resnet8", num_classes=10, in_channels=1, input_size=8).eval()
+    student = create_model("resnet8", num_classes=10, in_channels=1, input_size=8)
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    with torch.no_grad():
+        t = teacher(x)
+    mse = DistillationLoss(teacher, "mse", alpha=0.35)
+    loss, s = mse(student, x, y)
+    expected = 0.35 * ((s - t) ** 2).mean() + 0.65 * torch.nn.functional.cross_entropy(s, y)
+    assert torch.allclose(loss, expected, atol=1e-6)
+    kl = DistillationLoss(teacher, "kl", alpha=0.5, temperature=2.0)
+    loss, s = kl(student, x, y)
+    p_t = torch.softmax(t / 2, 1)
+    kl_value = (p_t * (p_t.log() - torch.log_softmax(s / 2, 1))).sum(1).mean() * 4
+    assert torch.allclose(loss, 0.5 * kl_value + 0.5 * torch.nn.functional.cross_entropy(s, y), atol=1e-5)
+    with pytest.raises(SkipswitchError, match="alpha"):
+        DistillationLoss(teacher, alpha=1.5)
+
+
+@pytest.mark.parametrize("method,target", [("remove", "none"), ("shorten", "short")])
+def test_tailor_run_keeps_teacher_frozen_and_alters_every_skip(teacher_ckpt, tmp_path, method, target):
+    teacher, _ = load_model(teacher_ckpt)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    config = TrainConfig(epochs=4, batch_size=128, lr=0.02)
+    result = run_tailor(teacher_ckpt, method, config=config, out_dir=tmp_path, every=1, quiet=True)
+    assert result.model.skip_modes == [target] * 3
+    assert result.results["teacher_unchanged"] is True
+    # The teacher on disk is untouched too, and the in-run teacher kept BN buffers (checked inside run_tailor).
+    reloaded, _ = load_model(teacher_ckpt)
+    for k, v in reloaded.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    results = json.loads((tmp_path / "results.json").read_text())
+    events = [h["event"] for h in results["history"] if "event" in h]
+    assert [(e["epoch"], e["block"], e["to"]) for e in events] == [(2, 0, target), (3, 1, target), (4, 2, target)]
+    assert results["teacher_test_acc"] > 0.5 and results["test_acc"] is not None
+    student, meta = load_model(tmp_path / "model.safetensors")
+    assert student.skip_modes == [target] * 3 and meta["method"] == method
+
+
+def test_frozen_teacher_bn_buffers_do_not_drift_during_kd(teacher_ckpt, digits):
+    teacher, _ = load_model(teacher_ckpt)
+    loss = DistillationLoss(teacher)
+    student = create_model("resnet8", num_classes=10, in_channels=1, input_size=8)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    x, y = digits.train.images[:64], digits.train.labels[:64]
+    student.train()
+    for _ in range(3):
+        value, _ = loss(student, x, y)
+        value.backward()
+    assert not teacher.training
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt, tmp_path):
+    config = TrainConfig(epochs=4, batch_size=128, lr=0.02)
+    straight = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "a", every=1, quiet=True)
+    from skipswitch.training import trainer as trainer_module
+
+    original = trainer_module.Trainer._train_epoch
+
+    def crash_at_epoch_3(self, epoch, progress):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch, progress)
+
+    trainer_module.Trainer._train_epoch = crash_at_epoch_3
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True)
+    finally:
+        trainer_module.Trainer._train_epoch = original
+    resumed = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True, resume=True)
+    assert resumed.model.skip_modes == straight.model.skip_modes
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_teacher_of_another_architecture_is_rejected(teacher_ckpt, tmp_path):
+    with pytest.raises(SkipswitchError, match="is a resnet8 but the student was requested as resnet20"):
+        run_tailor(teacher_ckpt, "remove", config=TrainConfig(epochs=4), out_dir=tmp_path, model_name="resnet20")
+    with pytest.raises(SkipswitchError, match="unknown Tailor method 'prune'"):
+        run_tailor(teacher_ckpt, "prune", config=TrainConfig(epochs=4), out_dir=tmp_path)
+    with pytest.raises(SkipswitchError, match="expects 1x"):
+        run_tailor(teacher_ckpt, "remove", config=TrainConfig(epochs=4), out_dir=tmp_path, dataset_name="mnist5k")
