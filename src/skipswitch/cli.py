@@ -88,7 +88,7 @@ def tailor(
     temperature: float = typer.Option(4.0, help="Softmax temperature for --kd kl."),
     every: int = typer.Option(3, help="Alter the next skip every K epochs."),
     order: str = typer.Option("input", help="Which skip first: input (reference), output, or another registered order."),
-    epochs: int = EpochsOpt, batch_size: int = BatchOpt, lr: float = typer.Option(0.01, help="Initial learning rate."),
+    epochs: int = EpochsOpt, batch_size: int = BatchOpt, lr: float = typer.Option(0.05, help="Initial learning rate."),
     momentum: float = MomentumOpt, weight_decay: float = WdOpt, schedule: str = ScheduleOpt,
     step_size: int = StepOpt, gamma: float = GammaOpt, seed: int = SeedOpt,
     data_dir: Optional[Path] = DataDirOpt, quiet: bool = QuietOpt, resume: bool = ResumeOpt,
@@ -146,6 +146,23 @@ def models_cmd():
     from .models import list_models
 
     typer.echo("\n".join(list_models()))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Directory for every step's outputs; a rerun resumes."),
+    model: str = typer.Option("resnet20", help="Model for the Tailor steps."),
+    dataset: str = typer.Option("digits", help="Dataset (digits is embedded: no download)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per training step [default: 30, or blocks + 3 with --quick]."),
+    quick: bool = typer.Option(False, "--quick", help="A fast smoke run of every step."),
+    quiet: bool = QuietOpt,
+):
+    """Run the main job: teacher, Skip Remover and Skip Shortener, then a summary table."""
+    from .demo import run_demo
+
+    if epochs is not None and epochs < 1:
+        raise SkipswitchError(f"--epochs must be positive, got {epochs}")
+    run_demo(out, model=model, dataset=dataset, epochs=epochs, quick=quick, quiet=quiet)
 
 
 def main() -> None:

@@ -1,0 +1,160 @@
+"""Tailor accuracy: teacher, Skip Remover, Skip Shortener and no-skip-from-scratch.
+
+For every (dataset, model, seed): a long-skip teacher is trained; Skip Remover and Skip
+Shortener retrain a student from it under KD; the same architecture without skips is
+trained from scratch. All four runs get the same epoch budget. Test accuracy is
+reported as mean +- std over the seeds that finished, and every cell says how many.
+
+Each run lives in its own directory under --work and is resumed or skipped on rerun,
+so the grid can be filled in over several invocations.
+
+    python benchmarks/tailor_accuracy.py                          # the full grid
+    python benchmarks/tailor_accuracy.py --datasets digits --models resnet8 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from skipswitch.checkpoint import atomic_write_text
+from skipswitch.models import create_model
+from skipswitch.tailor import run_tailor
+from skipswitch.training import TrainConfig
+from skipswitch.training.run import train_model
+
+VARIANTS = ("teacher", "shortener", "remover", "scratch")
+TARGETS = {"shortener": 0.5, "remover": 1.5}  # points below the teacher, from the issue
+
+
+def alteration_every(model: str, epochs: int) -> int:
+    blocks = len(create_model(model, num_classes=10, in_channels=1, input_size=8).blocks())
+    return max(1, (2 * epochs // 3) // blocks)
+
+
+def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailor_lr: float) -> dict[str, float]:
+    """Train the four variants (or reuse finished runs); return test accuracy per variant."""
+    base = work / dataset / model / f"seed{seed}"
+    teacher_cfg = TrainConfig(epochs=epochs, lr=0.1, seed=seed)
+    student_cfg = TrainConfig(epochs=epochs, lr=tailor_lr, seed=seed)
+    every = alteration_every(model, epochs)
+    jobs = {
+        "teacher": lambda d: train_model(model, dataset, config=teacher_cfg, out_dir=d, quiet=True, resume=True),
+        "scratch": lambda d: train_model(model, dataset, config=teacher_cfg, out_dir=d, skip_mode="none",
+                                         quiet=True, resume=True),
+        "remover": lambda d: run_tailor(base / "teacher" / "model.safetensors", "remove", config=student_cfg,
+                                        out_dir=d, every=every, quiet=True, resume=True),
+        "shortener": lambda d: run_tailor(base / "teacher" / "model.safetensors", "shorten", config=student_cfg,
+                                          out_dir=d, every=every, quiet=True, resume=True),
+    }
+    accs = {}
+    for variant in ("teacher", "scratch", "remover", "shortener"):
+        run_dir = base / variant
+        results = run_dir / "results.json"
+        done = results.exists() and json.loads(results.read_text()).get("status") == "ok" and (
+            run_dir / "model.safetensors").exists()
+        if not done:
+            start = time.perf_counter()
+            jobs[variant](run_dir)
+            print(f"  {dataset} {model} seed {seed} {variant}: {time.perf_counter() - start:.0f} s", flush=True)
+        accs[variant] = json.loads(results.read_text())["test_acc"] * 100
+    return accs
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "not run"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (n=1)"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} (n={len(values)})"
+
+
+def write_report(path: Path, grid: dict, args, command: str) -> None:
+    lines = [
+        "# Tailor accuracy: teacher vs Skip Shortener vs Skip Remover vs no-skip from scratch",
+        "",
+        f"- Date: {dt.date.today().isoformat()}",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU (torch CPU threads: "
+        f"{__import__('torch').get_num_threads()})",
+        f"- Command: `{command}`",
+        f"- Protocol: every variant gets the same epoch budget per dataset ({', '.join(f'{d}: {e}' for d, e in args.epoch_budget.items())});"
+        " teacher and scratch: SGD lr 0.1, Nesterov 0.9, wd 1e-4, cosine, batch 64; Tailor students start from"
+        f" the teacher, KD = 0.35*MSE(logits)+0.65*CE, lr {args.tailor_lr}, one skip altered every"
+        " max(1, (2*epochs//3)//blocks) epochs from the input side, then training continues.",
+        "- Test accuracy in percent, mean ± std over seeds (n = seeds finished). Splits: seeded, stratified"
+        " 72/8/20 train/val/test.",
+        "",
+        "| dataset | model | teacher | Shortener | Remover | no-skip scratch | Shortener − teacher | Remover − teacher | targets |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    misses = []
+    for (dataset, model), cell in grid.items():
+        means = {v: statistics.mean(cell[v]) if cell[v] else None for v in VARIANTS}
+        row = [dataset, model] + [fmt(cell[v]) for v in VARIANTS]
+        verdicts = []
+        for variant in ("shortener", "remover"):
+            if means[variant] is None or means["teacher"] is None:
+                row.append("–")
+                continue
+            gap = means[variant] - means["teacher"]
+            row.append(f"{gap:+.2f}")
+            ok = gap >= -TARGETS[variant]
+            verdicts.append(f"{variant} {'met' if ok else 'MISSED'}")
+            if not ok:
+                misses.append(f"{dataset}/{model}: {variant} is {-gap:.2f} points below its teacher "
+                              f"(target: within {TARGETS[variant]})")
+        if model == "resnet56" and means["scratch"] is not None:
+            for variant in ("shortener", "remover"):
+                if means[variant] is not None:
+                    ok = means[variant] > means["scratch"]
+                    verdicts.append(f"{variant}>scratch {'met' if ok else 'MISSED'}")
+                    if not ok:
+                        misses.append(f"{dataset}/{model}: {variant} ({means[variant]:.2f}) is not above "
+                                      f"no-skip-from-scratch ({means['scratch']:.2f})")
+        row.append(", ".join(verdicts) or "–")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Misses", ""]
+    lines += [f"- {m}" for m in misses] or ["- none among the cells that ran"]
+    not_run = [f"{d}/{m}" for (d, m), cell in grid.items() if not cell["teacher"]]
+    if not_run:
+        lines += ["", "Cells not run in this invocation: " + ", ".join(not_run) + "."]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="digits,mnist5k")
+    parser.add_argument("--models", default="resnet8,resnet20,resnet56")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", default="digits=40,mnist5k=20",
+                        help="per-dataset epoch budget, e.g. digits=40,mnist5k=20")
+    parser.add_argument("--tailor-lr", type=float, default=0.05)
+    parser.add_argument("--skip", default="", help="dataset/model cells to leave out, e.g. mnist5k/resnet56")
+    parser.add_argument("--work", type=Path, default=Path("runs/bench_tailor"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results/tailor_accuracy.md"))
+    args = parser.parse_args(argv)
+    args.epoch_budget = {k: int(v) for k, v in (item.split("=") for item in args.epochs.split(","))}
+    skip = {s for s in args.skip.split(",") if s}
+    grid: dict = {}
+    for dataset in args.datasets.split(","):
+        for model in args.models.split(","):
+            cell = grid.setdefault((dataset, model), {v: [] for v in VARIANTS})
+            if f"{dataset}/{model}" in skip:
+                continue
+            for seed in map(int, args.seeds.split(",")):
+                accs = run_cell(args.work, dataset, model, seed, args.epoch_budget[dataset], args.tailor_lr)
+                for variant, acc in accs.items():
+                    cell[variant].append(acc)
+                write_report(args.out, grid, args, "python " + " ".join(sys.argv))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
