@@ -150,19 +150,25 @@ def models_cmd():
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Directory for every step's outputs; a rerun resumes."),
+    out: Path = typer.Option(Path("runs/demo"), help="Directory for every step's outputs and the report; a rerun resumes."),
     model: str = typer.Option("resnet20", help="Model for the Tailor steps."),
     dataset: str = typer.Option("digits", help="Dataset (digits is embedded: no download)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs per training step [default: 30, or blocks + 3 with --quick]."),
-    quick: bool = typer.Option(False, "--quick", help="A fast smoke run of every step."),
+    quick: bool = typer.Option(False, "--quick", help="A fast run of every step (smaller budgets)."),
     quiet: bool = QuietOpt,
 ):
-    """Run the main job: teacher, Skip Remover and Skip Shortener, then a summary table."""
-    from .demo import run_demo
+    """Run the whole system on digits and write report.html / report.md with every figure."""
+    from .demo import DemoSettings, run_demo
+    from .models import list_models
 
     if epochs is not None and epochs < 1:
         raise SkipswitchError(f"--epochs must be positive, got {epochs}")
-    run_demo(out, model=model, dataset=dataset, epochs=epochs, quick=quick, quiet=quiet)
+    if model not in list_models():
+        raise SkipswitchError(f"unknown model {model!r}; known models: {', '.join(list_models())}")
+    settings = DemoSettings(out=out, model=model, dataset=dataset, quick=quick, quiet=quiet)
+    # --quick: one alteration per epoch and three epochs to recover.
+    settings.epochs = epochs or (settings.n_blocks + 3 if quick else 30)
+    run_demo(settings)
 
 
 def main() -> None:
