@@ -171,6 +171,11 @@ def demo(
     run_demo(settings)
 
 
+from .hw import cli as hw_cli  # noqa: E402  (the group module imports only typer at load time)
+
+app.add_typer(hw_cli.app, name="hw")
+
+
 def main() -> None:
     try:
         app()
