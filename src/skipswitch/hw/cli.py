@@ -40,6 +40,7 @@ def estimate(
     part: str = typer.Option("zu7ev", help="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p."),
     reuse_factor: Optional[int] = typer.Option(None, "--reuse-factor", help="hls4ml reuse factor for every layer [default: the layer's fan-in]."),
     srl_max_bits: int = typer.Option(1024, "--srl-max-bits", help="FIFOs up to this many bits become shift registers (Vitis auto_srl_max_bits)."),
+    skip_fifo_impl: str = typer.Option("auto", "--skip-fifo-impl", help="Skip FIFOs: auto (Vitis rule), srl or bram (forced)."),
     lut_mult_max_bits: int = typer.Option(8, "--lut-mult-max-bits", help="Multipliers up to this width use LUTs instead of DSPs."),
     num_classes: int = typer.Option(10, "--num-classes", help="Classes of the registry model."),
     in_channels: int = typer.Option(3, "--in-channels", help="Input channels of the registry model."),
@@ -56,6 +57,7 @@ def estimate(
 
     part_obj = get_part(part)
     config = EstimatorConfig(precision=precision, reuse_factor=reuse_factor, srl_max_bits=srl_max_bits,
+                             skip_fifo_impl=skip_fifo_impl,
                              lut_mult_max_bits=lut_mult_max_bits)
     if checkpoint is not None:
         graphs = _graphs_from_checkpoint(checkpoint)

@@ -77,12 +77,17 @@ class EstimatorConfig:
     lut_mult_max_bits: int = 8  # multipliers at or below this width go to LUTs
     rom_lutram_max_depth: int = _ROM_LUT_DEPTH
     stream_depth: int = 2  # ordinary (non-skip) streams, as hls4ml's FIFO optimiser leaves them
+    # auto: the Vitis rule above; srl: skip FIFOs forced to shift registers (a STREAM pragma
+    # with type=shiftreg, the choice Tailor reports for its shortened skips); bram: forced BRAM
+    skip_fifo_impl: str = "auto"
 
     def __post_init__(self) -> None:
         if not 2 <= self.precision <= 32:
             raise SkipswitchError(f"precision must be 2..32 bits, got {self.precision}")
         if self.reuse_factor is not None and self.reuse_factor < 1:
             raise SkipswitchError(f"reuse factor must be positive, got {self.reuse_factor}")
+        if self.skip_fifo_impl not in ("auto", "srl", "bram"):
+            raise SkipswitchError(f"skip FIFO implementation must be auto, srl or bram, got {self.skip_fifo_impl!r}")
         for name in ("srl_max_bits", "srl_max_depth", "rom_lutram_max_depth", "stream_depth"):
             if getattr(self, name) < 0:
                 raise SkipswitchError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -462,6 +467,8 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
             max_depth = _pixels(shape)
             depth = min(max_depth, math.ceil(in_flight) + 1)
         srl = fifo_is_srl(width, depth, cfg.srl_max_bits, cfg.srl_max_depth)
+        if edge is not None and cfg.skip_fifo_impl != "auto":
+            srl = cfg.skip_fifo_impl == "srl"
         ctrl = _fifo_control(depth)
         cost = Cost(lut=srl_luts(width, depth) + ctrl, ff=width + ctrl) if srl else Cost(
             bram18=bram18_count(width, depth), lut=ctrl, ff=width + ctrl)
