@@ -73,3 +73,43 @@ def estimate(
         atomic_write_text(out / "estimate.md", comparison_markdown(comparison) + "\n")
         bar_chart(comparison, out / "estimate.png")
         typer.echo(f"wrote {out / 'estimate.json'}, {out / 'estimate.md'}, {out / 'estimate.png'}")
+
+
+@app.command("hls4ml")
+def hls4ml_cmd(
+    checkpoint: Path = typer.Argument(..., help="A model checkpoint (.safetensors)."),
+    out: Path = typer.Option(..., help="Directory for the hls4ml project and hls4ml_report.json."),
+    precision: int = typer.Option(16, help="Total fixed-point bits (ap_fixed<precision, integer-bits>)."),
+    integer_bits: int = typer.Option(6, "--integer-bits", help="Integer bits of the fixed-point type, sign included."),
+    reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (>1 selects the Resource strategy)."),
+    part: str = typer.Option("zu7ev", help="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p."),
+    images: int = typer.Option(100, help="Test images to compare C simulation with PyTorch on."),
+    hls4ml_depths: bool = typer.Option(False, "--hls4ml-depths", help="Keep hls4ml's default H*W stream depths instead of the estimator's."),
+    synth: bool = typer.Option(False, "--synth", help="Also run Vitis HLS synthesis (needs vitis_hls on PATH)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory holding a local dataset."),
+):
+    """Convert CHECKPOINT with hls4ml (io_stream, Vitis), compile its C simulation and compare with PyTorch."""
+    from ..checkpoint import atomic_write_json, load_model
+    from ..data import load_dataset
+    from .hls4ml_export import export_hls4ml
+
+    if images < 1:
+        raise SkipswitchError(f"--images must be positive, got {images}")
+    model, meta = load_model(checkpoint)
+    ds_meta = meta.get("dataset", {})
+    dataset = load_dataset(ds_meta.get("name", "digits"), data_dir, seed=ds_meta.get("seed", 0))
+    result = export_hls4ml(model, out / "project", dataset.test.images[:images], precision=precision,
+                           integer_bits=integer_bits, reuse_factor=reuse_factor, part=part,
+                           use_estimator_depths=not hls4ml_depths, synth=synth)
+    report = {"checkpoint": str(checkpoint), "dataset": dataset.name, "skip_modes": getattr(model, "skip_modes", None),
+              "hls4ml_version": _hls4ml_version(), **result.as_dict()}
+    atomic_write_json(out / "hls4ml_report.json", report)
+    typer.echo(f"C-sim vs PyTorch on {result.images} test images at {result.precision}: argmax agreement "
+               f"{result.argmax_agreement:.3f}, max abs error {result.max_abs_error:.4f}; skip stream depths "
+               f"{result.skip_stream_depths}  -> {out / 'hls4ml_report.json'}")
+
+
+def _hls4ml_version() -> str:
+    import hls4ml
+
+    return hls4ml.__version__

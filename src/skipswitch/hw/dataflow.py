@@ -195,6 +195,7 @@ class Estimate:
     skips: list[SkipReport]
     interval_cycles: int  # cycles per image of the slowest stage (throughput)
     latency_cycles: float  # first input pixel to the network output
+    tensor_stage: dict[str, str] = field(default_factory=dict)  # IR tensor (layer name) -> stage producing it
 
     @property
     def total(self) -> Cost:
@@ -478,7 +479,7 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
             reports.append(SkipReport(edge.fork, edge.join, tuple(shape), edge.is_long, lifetime, depth, max_depth,
                                       width, fifo.impl, cost.bram18))
     latency = max(ready.values(), default=0.0)
-    return Estimate(graph.model_name, cfg, part, stages, fifos, reports, interval, latency)
+    return Estimate(graph.model_name, cfg, part, stages, fifos, reports, interval, latency, dict(producer))
 
 
 # -- skip-mode comparison ----------------------------------------------------------------------
