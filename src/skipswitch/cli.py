@@ -148,6 +148,12 @@ def models_cmd():
     typer.echo("\n".join(list_models()))
 
 
+# Sub-command groups, imported after the shared options above (their modules reuse them).
+from .supernet import cli as supernet_cli  # noqa: E402
+
+app.add_typer(supernet_cli.app, name="supernet")
+
+
 def main() -> None:
     try:
         app()
