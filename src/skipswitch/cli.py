@@ -148,6 +148,11 @@ def models_cmd():
     typer.echo("\n".join(list_models()))
 
 
+from .hw.accelerator import cli as accel_cli  # noqa: E402  (typer group; heavy imports stay inside commands)
+
+app.add_typer(accel_cli.app, name="accel")
+
+
 def main() -> None:
     try:
         app()
