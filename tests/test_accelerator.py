@@ -273,3 +273,40 @@ def test_cli_bad_part_is_one_line_error():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown FPGA part 'virtex2'")
     assert "Traceback" not in proc.stderr
+
+
+def test_workload_json_round_trip(work, tmp_path):
+    path = tmp_path / "w.json"
+    wl.save_workload(work, path)
+    back = wl.get_workload(str(path))
+    assert back.subnets == work.subnets and back.trace == work.trace
+    d = design(pb_bytes=12_345)
+    assert latency.evaluate(d, back).latency == latency.evaluate(d, work).latency
+    path.write_text("{}")
+    with pytest.raises(SkipswitchError, match="bad workload file"):
+        wl.load_workload(path)
+
+
+def test_spread_configs_spans_smallest_to_largest():
+    class Space:
+        depth_choices = ((1, 2), (1, 2), (1, 2))
+        expand_choices = (1.0,)
+        width_choices = (8, 12, 16)
+
+        def config(self, depths, expands, widths):
+            return (tuple(depths), (int(widths[0]), 2 * int(widths[1]), 4 * int(widths[2])))
+
+        def smallest(self):
+            return self.config([1, 1, 1], None, [8, 8, 8])
+
+        def largest(self):
+            return self.config([2, 2, 2], None, [16, 16, 16])
+
+    sn = StandinSupernet()
+    sn.space = Space()
+    configs = wl.spread_configs(sn, 5, candidates=40)
+    sizes = [sum(wl.box_volume(b) for b in sn.weight_regions(c).values()) for c in configs]
+    assert configs[0] == sn.space.smallest() and configs[-1] == sn.space.largest()
+    assert len(set(configs)) == 5
+    targets = np.linspace(sizes[0], sizes[-1], 5)
+    assert np.all(np.abs(np.array(sizes) - targets) <= 0.25 * (sizes[-1] - sizes[0]))

@@ -138,23 +138,59 @@ def evaluate_arrays(workload: Workload, plan: PersistentPlan | None, kp, yp, tk,
 
 def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc, tx, ty, pb_elements,
                  dw: int, odw: int, bytes_per_cycle: float, dtype=np.float32) -> np.ndarray:
-    """Latency only (the DSE's inner loop), in place; equal to ``evaluate_arrays(...).latency``."""
+    """Latency only (the DSE's inner loop); equal to ``evaluate_arrays(...).latency``.
+
+    Per layer, max(C, A + W) + F = A + W + F + max(D - W, 0) with D = C - A: compute C, activation
+    cycles A and fill F do not depend on the PB size; weight cycles W = R f are (reload R on the
+    tile axes) x (off-chip weights f on the PB axis). Only max(D - W, 0) needs the full grid, and
+    only in blocks (one DPE-array size each: the first two axes) where its sign is mixed; elsewhere
+    it is 0 or D - W, which add up on small arrays."""
     counts = unique_layers(workload)
-    shape = np.broadcast_shapes(*(np.shape(a) for a in (kp, yp, tk, tc, tx, ty, pb_elements)))
+    grid = [np.asarray(a) for a in (kp, yp, tk, tc, tx, ty, pb_elements)]
+    if len({a.ndim for a in grid if a.ndim}) > 1 or max(a.ndim for a in grid) < 3:
+        grid = [a.reshape((1,) * (3 - a.ndim) + a.shape) if a.ndim < 3 else a for a in grid]
+    shape = np.broadcast_shapes(*(a.shape for a in grid))
+    nd, lead = len(shape), shape[:2]
+    kp, yp, tk, tc, tx, ty, pb_elements = grid
+
+    def full_rank(x):
+        x = np.asarray(x, dtype)
+        return x.reshape((1,) * (nd - x.ndim) + x.shape)
+
     total = np.zeros(shape, dtype)
+    lin = None  # sum of A + F (+ D in compute-bound blocks): no PB axis
+    wacc = None  # sum of W (- W in compute-bound blocks): no T_K axis
     buf = np.empty(shape, dtype)
     inv_bpc = 1.0 / bytes_per_cycle
+    inner = tuple(range(2, nd))
     for layer, mult in counts.items():
         compute, reload, act, fill = layer_terms(layer, kp, yp, tk, tc, tx, ty, dw, odw)
         onchip = plan.onchip_elements(layer, pb_elements) if plan is not None else 0.0
-        offchip_w = np.asarray((layer.weight_elements - np.asarray(onchip)) * (dw / 8 * inv_bpc), dtype)
-        np.multiply(offchip_w, np.asarray(reload, dtype), out=buf)
-        buf += np.asarray(act * inv_bpc, dtype)
-        np.maximum(buf, np.asarray(compute, dtype), out=buf)
-        buf += np.asarray(fill * inv_bpc, dtype)
-        if mult != 1:
-            buf *= mult
-        total += buf
+        f = (layer.weight_elements - np.asarray(onchip, np.float64)) * (mult * dw / 8 * inv_bpc)
+        w = full_rank(reload * f)
+        a = act * (mult * inv_bpc)
+        d = full_rank(compute * mult - a)
+        d = np.broadcast_to(d, lead + d.shape[2:])
+        part_lin = full_rank(a + fill * (mult * inv_bpc))
+        if lin is None:
+            lin = np.zeros(np.broadcast_shapes(d.shape, part_lin.shape), dtype)
+            wacc = np.zeros(lead + w.shape[2:], dtype)
+        lin += part_lin
+        wacc += w
+        w_min, w_max = float(w.min()), float(w.max())
+        d_min, d_max = d.min(axis=inner), d.max(axis=inner)
+        w_b = w[0, 0]
+        for block in zip(*np.nonzero(d_min >= w_max)):  # compute-bound: A + W + (D - W) = A + D
+            lin[block] += d[block]
+            wacc[block] -= w_b
+        for block in zip(*np.nonzero((d_min < w_max) & (d_max > w_min))):  # mixed: one pass over the block
+            out = buf[block]
+            np.subtract(d[block], w_b, out=out)
+            np.maximum(out, 0, out=out)
+            total[block] += out
+        # memory-bound blocks: A + W, already in lin and wacc
+    total += lin
+    total += wacc
     return total
 
 

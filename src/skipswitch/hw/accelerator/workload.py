@@ -193,20 +193,32 @@ class PersistentPlan:
     def max_elements(self) -> int:
         return sum(n for _, _, n in self.cells)
 
+    def __post_init__(self):
+        # Per tensor: fill start (elements before the cell in fill order), size and box of its cells.
+        self._by_param: dict[str, tuple[np.ndarray, np.ndarray, list[Box]]] = {}
+        starts = np.cumsum([0] + [n for _, _, n in self.cells])[:-1]
+        grouped: dict[str, list[tuple[int, int, Box]]] = {}
+        for (param, cell, n), start in zip(self.cells, starts):
+            grouped.setdefault(param, []).append((int(start), n, cell))
+        for param, items in grouped.items():
+            self._by_param[param] = (np.array([i[0] for i in items], np.float64),
+                                     np.array([i[1] for i in items], np.float64), [i[2] for i in items])
+
     def onchip_elements(self, layer: ConvWork, capacity_elements) -> np.ndarray:
-        """Elements of ``layer``'s weights held by a PB of ``capacity_elements`` (array-broadcast)."""
+        """Elements of ``layer``'s weights held by a PB of ``capacity_elements`` (array-broadcast).
+
+        A partly filled cell holds a uniform fraction of its elements (rows fill in order; the
+        fraction is what counts for bytes)."""
         capacity = np.asarray(capacity_elements, dtype=np.float64)
-        total = np.zeros_like(capacity)
-        start = 0
-        for param, cell, n in self.cells:
-            if param == layer.param:
-                overlap = box_overlap(cell, layer.box)
-                if overlap:
-                    # A partly filled cell holds a uniform fraction of it (rows are filled in order,
-                    # the fraction is what matters for bytes).
-                    total = total + overlap * np.clip((capacity - start) / n, 0.0, 1.0)
-            start += n
-        return total
+        if layer.param not in self._by_param:
+            return np.zeros_like(capacity)
+        starts, sizes, boxes = self._by_param[layer.param]
+        overlap = np.array([box_overlap(cell, layer.box) for cell in boxes], np.float64)
+        keep = overlap > 0
+        if not keep.any():
+            return np.zeros_like(capacity)
+        fill = np.clip((capacity[..., None] - starts[keep]) / sizes[keep], 0.0, 1.0)
+        return fill @ overlap[keep]
 
 
 def pb_plan(workload: Workload, policy: str = "most-used", weights: Sequence[float] | None = None) -> PersistentPlan:
@@ -237,26 +249,44 @@ def workload_from_supernet(supernet, configs: Sequence[Any], name: str = "worklo
     return Workload(name, subnets, tuple(trace), meta={"configs": [getattr(c, "to_dict", lambda: c)() for c in configs]})
 
 
-def spread_configs(supernet, count: int, candidates: int = 300, seed: int = 0) -> list:
+def _level_config(space, level: float, rng: np.random.Generator):
+    """A config whose choices sit near ``level`` (0 = smallest, 1 = largest) of every choice list,
+    jittered: uniform random sampling almost never reaches the large end of the size range."""
+    def pick(choices):
+        i = level * (len(choices) - 1) + rng.uniform(-0.75, 0.75)
+        return choices[int(np.clip(np.rint(i), 0, len(choices) - 1))]
+
+    depths = [pick(c) for c in space.depth_choices]
+    return space.config(depths, [[pick(space.expand_choices) for _ in range(d)] for d in depths],
+                        [pick(space.width_choices) for _ in depths])
+
+
+def spread_configs(supernet, count: int, candidates: int = 120, seed: int = 0) -> list:
     """``count`` configs whose weight sizes spread uniformly from the smallest to the largest subnet
-    (the paper's sequence, Sec. 4): the nearest of ``candidates`` random samples to each target size."""
+    (the paper's sequence, Sec. 4): the smallest, the largest, and between them the candidate
+    nearest to each evenly spaced target size."""
     if count < 2:
         raise SkipswitchError(f"invalid sequence length {count}: need at least 2 (smallest and largest)")
     space = supernet.space
+    rng = np.random.default_rng(seed)
 
     def size(config) -> int:
         return sum(box_volume(b) for b in supernet.weight_regions(config).values())
 
-    pool = [space.smallest(), space.largest()] + [space.sample(seed + i) for i in range(candidates)]
+    if all(hasattr(space, a) for a in ("depth_choices", "expand_choices", "width_choices", "config")):
+        pool = [_level_config(space, (i + 0.5) / candidates, rng) for i in range(candidates)]
+    else:  # only the contract's sampler
+        pool = [space.sample(seed + i) for i in range(candidates)]
+    low, high = space.smallest(), space.largest()
     sizes = np.array([size(c) for c in pool], dtype=np.float64)
-    targets = np.linspace(sizes[0], sizes[1], count)
-    chosen, used = [], set()
+    targets = np.linspace(size(low), size(high), count)[1:-1]
+    chosen, used = [low], set()
     for t in targets:
         order = np.argsort(np.abs(sizes - t), kind="stable")
         pick = next(int(i) for i in order if int(i) not in used)
         used.add(pick)
         chosen.append(pool[pick])
-    return chosen
+    return chosen + [high]
 
 
 def ofa_resnet50_workload(sequence: int = 9, seed: int = 0, candidates: int = 300) -> Workload:
@@ -273,7 +303,46 @@ def ofa_resnet50_workload(sequence: int = 9, seed: int = 0, candidates: int = 30
 WORKLOADS: dict[str, Callable[..., Workload]] = {"ofa-resnet50": ofa_resnet50_workload}
 
 
+def workload_to_dict(workload: Workload) -> dict:
+    return {"name": workload.name, "trace": list(workload.trace), "meta": workload.meta,
+            "subnets": [{"name": s.name, "layers": [[*(getattr(l, f) for f in _LAYER_FIELDS[:-1]),
+                                                      [list(r) for r in l.box]] for l in s.layers]}
+                        for s in workload.subnets]}
+
+
+_LAYER_FIELDS = ("name", "param", "in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "kernel_h",
+                 "kernel_w", "stride", "box")
+
+
+def workload_from_dict(data: dict) -> Workload:
+    try:
+        subnets = [Subnet(s["name"], tuple(ConvWork(*row[:-1], tuple(tuple(int(v) for v in r) for r in row[-1]))
+                                           for row in s["layers"])) for s in data["subnets"]]
+        return Workload(data["name"], subnets, tuple(data["trace"]), data.get("meta", {}))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise SkipswitchError(f"bad workload file: {type(exc).__name__}: {exc}") from None
+
+
+def save_workload(workload: Workload, path) -> None:
+    from ...checkpoint import atomic_write_json
+
+    atomic_write_json(path, workload_to_dict(workload))
+
+
+def load_workload(path) -> Workload:
+    import json
+    from pathlib import Path
+
+    try:
+        return workload_from_dict(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SkipswitchError(f"cannot read workload file {path}: {exc}") from None
+
+
 def get_workload(name: str, sequence: int = 9, seed: int = 0) -> Workload:
+    """A named workload, or a workload JSON file (``save_workload``) when ``name`` ends in .json."""
+    if name.endswith(".json"):
+        return load_workload(name)
     if name not in WORKLOADS:
         raise SkipswitchError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
     return WORKLOADS[name](sequence=sequence, seed=seed)
