@@ -252,7 +252,10 @@ def test_cli_evaluate_and_dse_on_standin(work, tmp_path, monkeypatch):
     from skipswitch.cli import app
 
     monkeypatch.setitem(wl.WORKLOADS, "standin", lambda sequence, seed: work)
+    from skipswitch.hw.accelerator import study
+
     monkeypatch.setattr(dse, "default_grid", lambda w, dw=8: SMALL_GRID)
+    monkeypatch.setattr(study, "default_grid", lambda w, dw=8: SMALL_GRID)
     runner = CliRunner()
     r = runner.invoke(app, ["accel", "evaluate", "--workload", "standin", "--part", "zu3eg", "--kp", "4", "--yp", "4",
                             "--tk", "32", "--tc", "16", "--tx", "10", "--ty", "10", "--pb-bytes", "20000",
@@ -265,6 +268,8 @@ def test_cli_evaluate_and_dse_on_standin(work, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "dse.json").read_text())["points"] == 4 * 4 * 2 * 2 * 2 * 2 * 3
     assert (tmp_path / "dse.png").exists()
+    r = runner.invoke(app, ["accel", "evaluate", "--workload", "standin", "--trace", "0,x"])
+    assert isinstance(r.exception, SkipswitchError) and "--trace" in str(r.exception)
 
 
 def test_cli_bad_part_is_one_line_error():
@@ -310,3 +315,13 @@ def test_spread_configs_spans_smallest_to_largest():
     assert len(set(configs)) == 5
     targets = np.linspace(sizes[0], sizes[-1], 5)
     assert np.all(np.abs(np.array(sizes) - targets) <= 0.25 * (sizes[-1] - sizes[0]))
+
+
+def test_query_trace_steers_most_used_policy(work):
+    skewed = work.with_trace([2, 2, 2, 0])
+    counts = sorted({count for *_, count in skewed.cells()}, reverse=True)
+    assert counts[:2] == [4.0, 3.0]  # shared by every query, then read by the three largest-subnet queries
+    d = design(tc=1024, tk=1024, tx=64, ty=64, pb_bytes=work.subnets[0].weight_elements + 20_000)
+    small = latency.evaluate(d, skewed, "smallest").weight_bytes
+    used = latency.evaluate(d, skewed, "most-used").weight_bytes
+    assert small - used == pytest.approx(3 * 20_000)  # the extra 20 kB serve three queries each

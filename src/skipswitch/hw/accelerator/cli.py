@@ -13,10 +13,18 @@ app = typer.Typer(help="FastSwitch accelerator model: DSE and subnet-switching l
 DESIGN_AXES = ("kp", "yp", "tk", "tc", "tx", "ty")
 
 
-def _workload(name: str, sequence: int, seed: int):
+def _workload(name: str, sequence: int, seed: int, trace: str | None = None):
+    from ...errors import SkipswitchError
     from .workload import get_workload
 
-    return get_workload(name, sequence=sequence, seed=seed)
+    work = get_workload(name, sequence=sequence, seed=seed)
+    if trace:
+        try:
+            indices = [int(v) for v in trace.split(",")]
+        except ValueError:
+            raise SkipswitchError(f"invalid --trace {trace!r}: comma-separated subnet indices, e.g. 0,3,3,8") from None
+        work = work.with_trace(indices)
+    return work
 
 
 @app.command("dse")
@@ -72,6 +80,8 @@ def evaluate_cmd(
     tc: Optional[int] = typer.Option(None), tx: Optional[int] = typer.Option(None),
     ty: Optional[int] = typer.Option(None),
     pb_bytes: Optional[int] = typer.Option(None, help="PB capacity in bytes (default: the DSE's choice)."),
+    trace: Optional[str] = typer.Option(None, help="Query trace: subnet indices in serving order, e.g. 0,3,3,8 "
+                                        "(default: each subnet once); the most-used PB policy counts uses in it."),
     out: Path = typer.Option(Path("runs/accel"), help="Folder for evaluate.json and breakdown.png."),
 ):
     """Latency breakdown (switching/loading vs compute): temporal baseline, FastSwitch with both PB
@@ -87,7 +97,7 @@ def evaluate_cmd(
                               f"{', '.join('--' + a for a in DESIGN_AXES if a not in given)}")
     from .parts_view import get_part
 
-    work = _workload(workload, sequence, seed)
+    work = _workload(workload, sequence, seed, trace)
     reports = {}
     for name in part:
         fpga = get_part(name)
