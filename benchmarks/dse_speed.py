@@ -40,13 +40,15 @@ def main() -> None:
     grid = default_grid(work)
     runs = [explore(work, part, grid) for _ in range(args.repeats)]
     rates = [r.points_per_second for r in runs]
+    load = os.getloadavg()
     median = statistics.median(rates)
     n_layers = len({(l.param, l.box, l.in_h) for s in work.queries for l in s.layers})
     cmd = "PYTHONPATH=src python benchmarks/dse_speed.py " + " ".join(sys.argv[1:])
     text = f"""# DSE speed (FastSwitch accelerator model)
 
 Date: {datetime.date.today()} · machine: {platform.machine()}, {os.cpu_count()} CPU cores, shared with other jobs
-during this run · numpy, single process · command: `{cmd.strip()}`
+during this run (load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores at the
+end of the run) · numpy, single process · command: `{cmd.strip()}`
 
 Workload: {work.name} ({len(work.trace)} queries, {n_layers} distinct layer instances after merging identical
 shape + weight region); part {part.name}; default grid {' x '.join(f"{k}:{len(v)}" for k, v in grid.items())}

@@ -11,13 +11,21 @@ import typer
 app = typer.Typer(help="FastSwitch accelerator model: DSE and subnet-switching latency.", no_args_is_help=True)
 
 DESIGN_AXES = ("kp", "yp", "tk", "tc", "tx", "ty")
+WORKLOAD_CACHE = Path("runs/accel/workloads")
 
 
 def _workload(name: str, sequence: int, seed: int, trace: str | None = None):
     from ...errors import SkipswitchError
-    from .workload import get_workload
+    from .workload import WORKLOADS, get_workload, load_workload, save_workload
 
-    work = get_workload(name, sequence=sequence, seed=seed)
+    # Building ofa-resnet50 (supernet, 9 extractions and traces) takes minutes on 2 shared cores: cache it.
+    cache = WORKLOAD_CACHE / f"{name}-{sequence}-{seed}.json"
+    if name in WORKLOADS and cache.exists():
+        work = load_workload(cache)
+    else:
+        work = get_workload(name, sequence=sequence, seed=seed)
+        if name in WORKLOADS:
+            save_workload(work, cache)
     if trace:
         try:
             indices = [int(v) for v in trace.split(",")]
