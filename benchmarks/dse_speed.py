@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from skipswitch.checkpoint import atomic_write_text  # noqa: E402
 from skipswitch.hw.accelerator.dse import default_grid, explore  # noqa: E402
+from skipswitch.hw.accelerator.latency import unique_layers  # noqa: E402
 from skipswitch.hw.accelerator.parts_view import get_part  # noqa: E402
 from skipswitch.hw.accelerator.workload import get_workload, save_workload  # noqa: E402
 
@@ -42,7 +43,7 @@ def main() -> None:
     rates = [r.points_per_second for r in runs]
     load = os.getloadavg()
     median = statistics.median(rates)
-    n_layers = len({(l.param, l.box, l.in_h) for s in work.queries for l in s.layers})
+    n_layers = len(unique_layers(work))
     cmd = "PYTHONPATH=src python benchmarks/dse_speed.py " + " ".join(sys.argv[1:])
     text = f"""# DSE speed (FastSwitch accelerator model)
 
