@@ -330,3 +330,13 @@ def test_query_trace_steers_most_used_policy(work):
     small = latency.evaluate(d, skewed, "smallest").weight_bytes
     used = latency.evaluate(d, skewed, "most-used").weight_bytes
     assert small - used == pytest.approx(3 * 20_000)  # the extra 20 kB serve three queries each
+
+
+def test_single_buffering_is_never_faster(work):
+    d = design(pb_bytes=10_000)
+    double = latency.evaluate(d, work)
+    single = latency.evaluate(d.replace(double_buffer=False), work)
+    assert single.latency >= double.latency
+    assert single.latency == pytest.approx(single.compute + single.weight_exposed + single.act_exposed)
+    res_single = template.design_resources(d.replace(double_buffer=False), ZU3EG)
+    assert res_single["bram18"] < template.design_resources(d, ZU3EG)["bram18"]  # DB and SB no longer doubled

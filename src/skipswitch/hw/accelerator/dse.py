@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import SkipswitchError
-from .latency import fast_latency
+from .latency import evaluate_arrays, fast_latency
 from .parts_view import FpgaPart
 from .template import BUFFERS, AcceleratorDesign, bus_bits, fits, resources
 from .workload import Workload, pb_plan
@@ -113,7 +113,11 @@ def explore(workload: Workload, part: FpgaPart, grid: dict | None = None, policy
                     workload.stride_max, part, double_buffer)
     shape = np.broadcast_shapes(*(a.shape for a in axes.values()))
     ok = np.broadcast_to(fits(res, part), shape)
-    latency = fast_latency(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle)
+    if double_buffer:
+        latency = fast_latency(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle)
+    else:  # transfers do not overlap compute: the plain (slower) evaluator
+        latency = evaluate_arrays(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
+                                  overlap=False).latency
     latency = np.where(ok, latency, np.inf).ravel()
     per_buffer = [np.broadcast_to(res["bram"][b] + (URAM_AS_BRAM18 * res["uram"] if b == "PB" else 0), shape)
                   for b in BUFFERS]

@@ -107,8 +107,9 @@ class Evaluation:
 
 
 def evaluate_arrays(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc, tx, ty, pb_elements,
-                    dw: int, odw: int, bytes_per_cycle: float, dtype=np.float64) -> Evaluation:
-    """The model over broadcast design arrays; the DSE and the single-design path both use it."""
+                    dw: int, odw: int, bytes_per_cycle: float, dtype=np.float64, overlap: bool = True) -> Evaluation:
+    """The model over broadcast design arrays. ``overlap=False`` models single-buffered DB/SB: a
+    tile's transfer and its compute take turns, so the layer takes compute + transfer."""
     counts = unique_layers(workload)
     shape = np.broadcast_shapes(*(np.shape(a) for a in (kp, yp, tk, tc, tx, ty, pb_elements)))
     total = np.zeros(shape, dtype)
@@ -124,7 +125,7 @@ def evaluate_arrays(workload: Workload, plan: PersistentPlan | None, kp, yp, tk,
         c = np.asarray(compute, dtype)
         np.add(w, a, out=buf)
         buf *= inv_bpc  # transfer cycles
-        lat = np.maximum(buf, c) + np.asarray(fill, dtype) * inv_bpc
+        lat = (np.maximum(buf, c) if overlap else buf + c) + np.asarray(fill, dtype) * inv_bpc
         exposed = lat - c
         share = np.divide(w, w + a, out=np.zeros(shape, dtype), where=(w + a) > 0)
         total += mult * lat
@@ -202,11 +203,11 @@ def evaluate(design: AcceleratorDesign, workload: Workload, policy: str = "most-
         plan = pb_plan(workload, policy)
     pb_elements = d.pb_bytes * 8 // d.dw
     args = (d.kp, d.yp, d.tk, d.tc, d.tx, d.ty, pb_elements, d.dw, d.odw, d.bytes_per_cycle)
-    result = evaluate_arrays(workload, plan, *args)
+    result = evaluate_arrays(workload, plan, *args, overlap=d.double_buffer)
     result.clock_mhz = d.clock_mhz
     if per_query:
         for i in workload.trace:
-            single = evaluate_arrays(workload.with_trace([i]), plan, *args)
+            single = evaluate_arrays(workload.with_trace([i]), plan, *args, overlap=d.double_buffer)
             result.per_query.append({"subnet": workload.subnets[i].name, **single.summary()})
     return result
 

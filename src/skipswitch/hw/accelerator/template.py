@@ -65,7 +65,7 @@ class AcceleratorDesign:
     bandwidth_gbps: float = 4.26
     clock_mhz: float = 300.0
     stride_max: int = 2
-    double_buffer: bool = True  # DB and SB ping-pong so loads overlap compute (their BRAM doubles)
+    double_buffer: bool = True  # DB and SB ping-pong so loads overlap compute (their BRAM doubles); False: they take turns
 
     def __post_init__(self):
         for name in ("kp", "yp", "tk", "tc", "tx", "ty", "dw", "odw", "stride_max"):
