@@ -62,6 +62,10 @@ shape + weight region); part {part.name}; default grid {' x '.join(f"{k}:{len(v)
 Target: >= 1,000,000 points/s on 2 cores -> {'met' if median >= 1e6 else 'MISSED'}.
 A point = one full design (K_p, Y_p, T_K, T_C, T_X, T_Y, PB bytes) evaluated on the whole query
 sequence: Table-2 buffers, BRAM/URAM/DSP/LUT feasibility, and the latency of every layer of every query.
+Infeasible designs are rejected from their resources; the full latency pass runs only for DPE-array sizes
+(K_p, Y_p) with at least one fitting design, and within those only where a layer's bound (compute or
+transfer) is not the same for the whole block (latency.fast_latency). With a load average near 10 on 2 cores,
+this process shared the CPU with about nine other runnable jobs, so the figure is a floor for an idle machine.
 """
     atomic_write_text(args.out, text)
     print(text)

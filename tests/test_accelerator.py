@@ -227,6 +227,11 @@ def test_dse_best_pareto_and_phases(work):
     template.check_fits(d, ZU3EG)
     assert latency.evaluate(d, work).latency == pytest.approx(feasible.min(), rel=1e-5)
     assert not result.feasible[(result.params["kp"] == 8) & (result.params["yp"] == 8)].any()
+    # skipping array sizes with no feasible design leaves the feasible designs' latencies unchanged
+    axes = dse._axes(SMALL_GRID)
+    plain = latency.fast_latency(work, wl.pb_plan(work, "most-used"), *(axes[a] for a in dse.AXES[:-1]),
+                                 axes["pb_bytes"], 8, 32, ZU3EG.bytes_per_cycle).ravel()
+    np.testing.assert_allclose(result.latency[result.feasible], plain[result.feasible], rtol=1e-6)
     pareto = result.pareto()
     lat, mem = result.latency[pareto], result.bram18_eq[pareto]
     assert (np.diff(mem) > 0).all() and (np.diff(lat) < 0).all()

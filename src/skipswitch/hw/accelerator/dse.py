@@ -114,7 +114,10 @@ def explore(workload: Workload, part: FpgaPart, grid: dict | None = None, policy
     shape = np.broadcast_shapes(*(a.shape for a in axes.values()))
     ok = np.broadcast_to(fits(res, part), shape)
     if double_buffer:
-        latency = fast_latency(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle)
+        # Array sizes with no fitting design at all (e.g. too many DSPs) need no latency.
+        active = ok.any(axis=tuple(range(2, ok.ndim)))
+        latency = fast_latency(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
+                               active=active)
     else:  # transfers do not overlap compute: the plain (slower) evaluator
         latency = evaluate_arrays(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
                                   overlap=False).latency

@@ -138,14 +138,16 @@ def evaluate_arrays(workload: Workload, plan: PersistentPlan | None, kp, yp, tk,
 
 
 def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc, tx, ty, pb_elements,
-                 dw: int, odw: int, bytes_per_cycle: float, dtype=np.float32) -> np.ndarray:
+                 dw: int, odw: int, bytes_per_cycle: float, dtype=np.float32, active=None) -> np.ndarray:
     """Latency only (the DSE's inner loop); equal to ``evaluate_arrays(...).latency``.
 
     Per layer, max(C, A + W) + F = A + W + F + max(D - W, 0) with D = C - A: compute C, activation
     cycles A and fill F do not depend on the PB size; weight cycles W = R f are (reload R on the
     tile axes) x (off-chip weights f on the PB axis). Only max(D - W, 0) needs the full grid, and
     only in blocks (one DPE-array size each: the first two axes) where its sign is mixed; elsewhere
-    it is 0 or D - W, which add up on small arrays."""
+    it is 0 or D - W, which add up on small arrays. ``active`` (bool over the first two axes) skips
+    the full pass for blocks the caller will discard (no design in them fits the part); their
+    latencies are then not meaningful."""
     counts = unique_layers(workload)
     grid = [np.asarray(a) for a in (kp, yp, tk, tc, tx, ty, pb_elements)]
     if len({a.ndim for a in grid if a.ndim}) > 1 or max(a.ndim for a in grid) < 3:
@@ -180,6 +182,8 @@ def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc
         wacc += w
         w_min, w_max = float(w.min()), float(w.max())
         d_min, d_max = d.min(axis=inner), d.max(axis=inner)
+        if active is not None:
+            d_max = np.where(active, d_max, -np.inf)  # inactive blocks take the cheap memory-bound branch
         w_b = w[0, 0]
         for block in zip(*np.nonzero(d_min >= w_max)):  # compute-bound: A + W + (D - W) = A + D
             lin[block] += d[block]
