@@ -345,3 +345,20 @@ def test_single_buffering_is_never_faster(work):
     assert single.latency == pytest.approx(single.compute + single.weight_exposed + single.act_exposed)
     res_single = template.design_resources(d.replace(double_buffer=False), ZU3EG)
     assert res_single["bram18"] < template.design_resources(d, ZU3EG)["bram18"]  # DB and SB no longer doubled
+
+
+def test_real_supernet_contract():
+    """Runs once issue 4's supernet is merged: a real elastic supernet through the graph IR."""
+    supernet_mod = pytest.importorskip("skipswitch.supernet")
+    sn = supernet_mod.supernet_for("resnet-cifar")
+    configs = wl.spread_configs(sn, 3, candidates=12)
+    work = wl.workload_from_supernet(sn, configs, name="cifar")
+    sizes = [s.weight_elements for s in work.subnets]
+    assert sizes[0] < sizes[1] < sizes[2]
+    for sub, config in zip(work.subnets, configs):
+        regions = sn.weight_regions(config)
+        assert sub.weight_elements == sum(wl.box_volume(regions[l.param]) for l in sub.layers)
+    # nested prefix slices: everything the smallest subnet reads is shared with every other
+    assert work.shared_elements(0, 2) == sizes[0]
+    assert latency.evaluate(design(pb_bytes=sizes[0]), work, "smallest").weight_bytes < \
+        latency.evaluate(design(), work).weight_bytes
