@@ -85,11 +85,11 @@ def main() -> None:
     atomic_write_json(out.with_name("accelerator.json"), {"workload": work.name, "parts": results})
     breakdown_plot({p: {m: r[m] for m in ("baseline", "smallest", "most-used")} for p, r in results.items()},
                    out.with_name("accelerator_breakdown.png"), title=f"{work.name}: latency breakdown per part")
-    atomic_write_text(out, render(work, results, " ".join(sys.argv[1:])))
+    atomic_write_text(out, render(work, results, " ".join(sys.argv[1:]), args.workload))
     print(out.read_text())
 
 
-def render(work, results: dict, argv: str) -> str:
+def render(work, results: dict, argv: str, source: str = "") -> str:
     sizes = [s.weight_elements for s in work.subnets]
     small = work.subnets[work.smallest()]
     lines = [
@@ -99,6 +99,10 @@ def render(work, results: dict, argv: str) -> str:
         f" · {platform.machine()}, {os.cpu_count()} CPU cores, shared with other jobs during this run.",
         "",
         "## Workload",
+        "",
+        f"Read from `{Path(source).name}` (built by `get_workload('ofa-resnet50', sequence=9)`, which needs "
+        "`skipswitch.supernet`; this run's file was built before issue 4 was merged, on a copy of its working "
+        "tree with this branch's `hw/` package on top).",
         "",
         f"`{work.name}`: an untrained `ofa-resnet50` supernet (issue 4), 9 subnets with weight sizes spread uniformly "
         "from the smallest to the largest (paper Sec. 4), each traced through the graph IR; shared weights from the "
