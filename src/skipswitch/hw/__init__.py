@@ -1,4 +1,5 @@
-"""Hardware models read from the graph IR: FPGA part table, hls4ml io_stream dataflow estimator, hls4ml export."""
+"""Hardware models read from the graph IR: FPGA part table, hls4ml io_stream dataflow estimator,
+hls4ml export, and the FastSwitch accelerator template, latency model and DSE (``hw.accelerator``)."""
 
 from .dataflow import (
     Comparison,
