@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from skipswitch.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 from skipswitch.hw.accelerator.dse import explore, to_design, two_phase  # noqa: E402
 from skipswitch.hw.accelerator.latency import evaluate  # noqa: E402
-from skipswitch.hw.accelerator.parts_view import get_part  # noqa: E402
+from skipswitch.hw.parts import get_part  # noqa: E402
 from skipswitch.hw.accelerator.plots import breakdown_plot, dse_plot  # noqa: E402
 from skipswitch.hw.accelerator.study import part_report  # noqa: E402
 from skipswitch.hw.accelerator.workload import get_workload, save_workload  # noqa: E402

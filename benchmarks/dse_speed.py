@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from skipswitch.checkpoint import atomic_write_text  # noqa: E402
 from skipswitch.hw.accelerator.dse import default_grid, explore  # noqa: E402
 from skipswitch.hw.accelerator.latency import unique_layers  # noqa: E402
-from skipswitch.hw.accelerator.parts_view import get_part  # noqa: E402
+from skipswitch.hw.parts import get_part  # noqa: E402
 from skipswitch.hw.accelerator.workload import get_workload, save_workload  # noqa: E402
 
 

@@ -14,7 +14,7 @@ from accel_standin import CONFIGS, StandinSupernet  # noqa: E402
 from skipswitch.errors import SkipswitchError  # noqa: E402
 from skipswitch.graph import trace  # noqa: E402
 from skipswitch.hw.accelerator import dse, latency, template, workload as wl  # noqa: E402
-from skipswitch.hw.accelerator.parts_view import get_part  # noqa: E402
+from skipswitch.hw.parts import get_part  # noqa: E402
 from skipswitch.hw.accelerator.template import AcceleratorDesign  # noqa: E402
 
 ZU3EG = get_part("ultra96")

@@ -13,7 +13,6 @@ _EXPORTS = {
     "DseResult": "dse", "default_grid": "dse", "explore": "dse", "two_phase": "dse",
     "Evaluation": "latency", "compute_bound": "latency", "evaluate": "latency", "layer_terms": "latency",
     "switching_report": "latency",
-    "PARTS": "parts_view", "FpgaPart": "parts_view", "get_part": "parts_view",
     "AcceleratorDesign": "template", "buffer_shapes": "template", "check_fits": "template",
     "design_resources": "template",
     "ConvWork": "workload", "PersistentPlan": "workload", "Subnet": "workload", "Workload": "workload",

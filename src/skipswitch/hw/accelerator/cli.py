@@ -47,7 +47,7 @@ def dse_cmd(
     """Brute-force grid: the paper's two phases and a joint search; best design and Pareto set."""
     from ...checkpoint import atomic_write_json
     from .dse import explore, two_phase
-    from .parts_view import get_part
+    from ..parts import get_part
     from .plots import dse_plot
     from .workload import PB_POLICIES
 
@@ -103,7 +103,7 @@ def evaluate_cmd(
     if given and len(given) != len(DESIGN_AXES):
         raise SkipswitchError(f"give all of --kp --yp --tk --tc --tx --ty or none; missing "
                               f"{', '.join('--' + a for a in DESIGN_AXES if a not in given)}")
-    from .parts_view import get_part
+    from ..parts import get_part
 
     work = _workload(workload, sequence, seed, trace)
     reports = {}

@@ -15,7 +15,7 @@ import numpy as np
 
 from ...errors import SkipswitchError
 from .latency import evaluate_arrays, fast_latency
-from .parts_view import FpgaPart
+from ..parts import Part as FpgaPart
 from .template import BUFFERS, AcceleratorDesign, bus_bits, fits, resources
 from .workload import Workload, pb_plan
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .dse import default_grid, explore, to_design
 from .latency import switching_report
-from .parts_view import FpgaPart
+from ..parts import Part as FpgaPart
 from .template import AcceleratorDesign, design_resources, fits
 from .workload import Workload
 

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ...errors import SkipswitchError
-from .parts_view import FpgaPart
+from ..parts import Part as FpgaPart
 
 DPE_SIZE = 9
 KERNEL = 3  # R = S = 3: the DPE's window
