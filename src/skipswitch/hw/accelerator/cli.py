@@ -38,7 +38,7 @@ def _workload(name: str, sequence: int, seed: int, trace: str | None = None):
 @app.command("dse")
 def dse_cmd(
     part: str = typer.Option("zu3eg", help="FPGA part or board (zu3eg/ultra96, zu7ev/zcu104, xcu280/u280)."),
-    workload: str = typer.Option("ofa-resnet50", help="Workload name."),
+    workload: str = typer.Option("ofa-resnet50", help="Workload name, a workload .json, or a searched supernet .safetensors (its Pareto set)."),
     sequence: int = typer.Option(9, help="Subnets in the sequence, sizes spread smallest->largest."),
     policy: str = typer.Option("most-used", help="PB content: smallest (paper) or most-used (SUSHI-like)."),
     seed: int = typer.Option(0, help="Seed of the subnet sampling."),
@@ -80,7 +80,7 @@ def dse_cmd(
 @app.command("evaluate")
 def evaluate_cmd(
     part: list[str] = typer.Option(["zu3eg", "zu7ev", "xcu280"], help="Parts to evaluate (repeat the flag)."),
-    workload: str = typer.Option("ofa-resnet50", help="Workload name."),
+    workload: str = typer.Option("ofa-resnet50", help="Workload name, a workload .json, or a searched supernet .safetensors (its Pareto set)."),
     sequence: int = typer.Option(9, help="Subnets in the sequence."),
     seed: int = typer.Option(0, help="Seed of the subnet sampling."),
     kp: Optional[int] = typer.Option(None, help="DPE rows; with all of --yp/--tk/--tc/--tx/--ty, skip the DSE."),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -249,6 +250,17 @@ def workload_from_supernet(supernet, configs: Sequence[Any], name: str = "worklo
     return Workload(name, subnets, tuple(trace), meta={"configs": [getattr(c, "to_dict", lambda: c)() for c in configs]})
 
 
+def workload_from_pareto_checkpoint(path: str) -> Workload:
+    """The Pareto set stored in a supernet checkpoint by ``skipswitch supernet search``, in size order."""
+    from ...supernet.io import load_supernet
+
+    supernet, _ = load_supernet(path)
+    configs = sorted(supernet.bn_configs.values(), key=supernet.weight_bytes)
+    if not configs:
+        raise SkipswitchError(f"supernet checkpoint {path} stores no Pareto set; run `skipswitch supernet search` on it first")
+    return workload_from_supernet(supernet, configs, name=Path(path).stem)
+
+
 def _level_config(space, level: float, rng: np.random.Generator):
     """A config whose choices sit near ``level`` (0 = smallest, 1 = largest) of every choice list,
     jittered: uniform random sampling almost never reaches the large end of the size range."""
@@ -340,9 +352,12 @@ def load_workload(path) -> Workload:
 
 
 def get_workload(name: str, sequence: int = 9, seed: int = 0) -> Workload:
-    """A named workload, or a workload JSON file (``save_workload``) when ``name`` ends in .json."""
+    """A named workload; a workload JSON file (``save_workload``) when ``name`` ends in .json; or a
+    searched supernet checkpoint (.safetensors): its Pareto subnets, smallest to largest."""
     if name.endswith(".json"):
         return load_workload(name)
+    if name.endswith(".safetensors"):
+        return workload_from_pareto_checkpoint(name)
     if name not in WORKLOADS:
         raise SkipswitchError(f"unknown workload {name!r}; choose one of {', '.join(WORKLOADS)}")
     return WORKLOADS[name](sequence=sequence, seed=seed)
