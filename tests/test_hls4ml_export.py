@@ -9,9 +9,10 @@ import pytest
 pytest.importorskip("hls4ml")
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml C simulation needs g++")
 
-# ap_fixed<16,6> has 10 fractional bits (LSB ~0.001); truncation over 8 layers of up to 576-term
-# sums leaves logit errors of a few hundredths. Stated tolerance: every argmax agrees except on
-# near-ties (>= 95% of images) and no logit is off by more than 0.1.
+# ap_fixed<16,6,AP_RND_CONV,AP_SAT> has 10 fractional bits (LSB ~0.001); rounding every layer's
+# weights and outputs over 8 layers of up to 576-term sums left a max logit error of 0.024 on logits
+# up to 11 in a trial (with hls4ml's default truncation it was 1.2). Stated tolerance: >= 95% of
+# argmaxes agree (near-ties may flip) and no logit is off by more than 0.1.
 MIN_AGREEMENT = 0.95
 MAX_ABS_ERROR = 0.1
 
