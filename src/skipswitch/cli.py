@@ -171,9 +171,15 @@ def demo(
     run_demo(settings)
 
 
-from .hw import cli as hw_cli  # noqa: E402  (the group module imports only typer at load time)
+# Sub-command groups, imported after the shared options above (their modules reuse them;
+# each imports only typer at load time, so `skipswitch --help` stays fast).
+from .hw import cli as hw_cli  # noqa: E402
+from .hw.accelerator import cli as accel_cli  # noqa: E402
+from .supernet import cli as supernet_cli  # noqa: E402
 
 app.add_typer(hw_cli.app, name="hw")
+app.add_typer(supernet_cli.app, name="supernet")
+app.add_typer(accel_cli.app, name="accel")
 
 
 def main() -> None:
