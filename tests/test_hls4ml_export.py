@@ -9,9 +9,10 @@ import pytest
 pytest.importorskip("hls4ml")
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml C simulation needs g++")
 
-# ap_fixed<16,6> has 10 fractional bits (LSB ~0.001); truncation over 8 layers of up to 576-term
-# sums leaves logit errors of a few hundredths. Stated tolerance: every argmax agrees except on
-# near-ties (>= 95% of images) and no logit is off by more than 0.1.
+# ap_fixed<16,6,AP_RND_CONV,AP_SAT> has 10 fractional bits (LSB ~0.001); rounding every layer's
+# weights and outputs over 8 layers of up to 576-term sums left a max logit error of 0.024 on logits
+# up to 11 in a trial (with hls4ml's default truncation it was 1.2). Stated tolerance: >= 95% of
+# argmaxes agree (near-ties may flip) and no logit is off by more than 0.1.
 MIN_AGREEMENT = 0.95
 MAX_ABS_ERROR = 0.1
 
@@ -24,7 +25,7 @@ def digits_test():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["long", "short", "none"])
+@pytest.mark.parametrize("mode", ["long", "none"])  # short: through the CLI below (one compile less)
 def test_export_and_csim_agree_with_pytorch(mode, tmp_path, digits_test):
     from skipswitch.checkpoint import load_model
     from skipswitch.hw.hls4ml_export import export_hls4ml
@@ -48,17 +49,20 @@ def test_export_and_csim_agree_with_pytorch(mode, tmp_path, digits_test):
 
 
 @pytest.mark.slow
-def test_cli_hls4ml_writes_report(cli, tmp_path):
-    from skipswitch.checkpoint import save_model
-    from skipswitch.models import create_model
+def test_cli_hls4ml_short_mode_agrees_and_writes_report(cli, tmp_path):
+    from skipswitch.training import TrainConfig
+    from skipswitch.training.run import train_model
 
-    model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8, skip_mode="short")
-    save_model(tmp_path / "m.safetensors", model, {"dataset": {"name": "digits", "seed": 0}})
-    code, out, err = cli("hw", "hls4ml", tmp_path / "m.safetensors", "--out", tmp_path / "o", "--images", "8")
+    train_model("resnet8", "digits", config=TrainConfig(epochs=2, batch_size=128, lr=0.05), out_dir=tmp_path / "t",
+                skip_mode="short", quiet=True)
+    code, out, err = cli("hw", "hls4ml", tmp_path / "t" / "model.safetensors", "--out", tmp_path / "o",
+                         "--images", "64")
     assert code == 0, err
     report = json.loads((tmp_path / "o" / "hls4ml_report.json").read_text())
-    assert report["hls4ml_version"].startswith("1.") and report["images"] == 8
-    assert 0.0 <= report["argmax_agreement"] <= 1.0 and report["skip_modes"] == ["short"] * 3
+    assert report["hls4ml_version"].startswith("1.") and report["images"] == 64
+    assert report["skip_modes"] == ["short"] * 3 and len(report["skip_stream_depths"]) == 6
+    assert report["argmax_agreement"] >= MIN_AGREEMENT and report["max_abs_error"] <= MAX_ABS_ERROR
+    assert (tmp_path / "o" / "project" / "firmware" / "myproject.cpp").exists()
 
 
 def test_bad_precision_is_a_skipswitch_error(tmp_path):

@@ -105,6 +105,7 @@ def export_hls4ml(
     integer_bits: int = 6,
     reuse_factor: int = 1,
     part: str = "zu7ev",
+    rounding: bool = True,
     use_estimator_depths: bool = True,
     synth: bool = False,
 ) -> ExportResult:
@@ -121,7 +122,8 @@ def export_hls4ml(
         raise SkipswitchError("g++ not found on PATH: hls4ml's C simulation needs it")
     model = model.eval()
     input_shape = tuple(images.shape[1:])
-    fixed = f"ap_fixed<{precision},{integer_bits}>"
+    # round-to-nearest and saturation: hls4ml's default truncation biases every layer's output down
+    fixed = f"ap_fixed<{precision},{integer_bits},AP_RND_CONV,AP_SAT>" if rounding else f"ap_fixed<{precision},{integer_bits}>"
     config = hls4ml.utils.config_from_pytorch_model(
         model, input_shape, granularity="name", backend="Vitis", default_precision=fixed,
         default_reuse_factor=reuse_factor,
