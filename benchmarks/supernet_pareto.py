@@ -143,7 +143,7 @@ def report(results: list[dict], args, command: str) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r, d in zip(rows, deltas):
-            label = f"`{r['config'].key()}`"
+            label = f"`{r['config'].key().replace('|', ';')}`"  # '|' would split the table cell
             lines.append(f"| {label} | {r['macs']:,} | {r['params']:,} | {r['weight_bytes'] / 1024:.1f} | "
                          f"{100 * r['val_shared']:.1f} | {100 * r['test_shared']:.1f} | {100 * r['test_scratch']:.1f} | "
                          f"{d:+.1f} |")
@@ -157,7 +157,7 @@ def report(results: list[dict], args, command: str) -> str:
             f"({len(res['search']['evaluated'])} subnets evaluated, {len(res['search']['pareto'])} on the front).",
             "",
         ]
-    lines += ["![Pareto fronts](supernet_pareto.png)", ""]
+    lines += [f"![Pareto fronts]({args.out.with_suffix('.png').name})", ""]
     return "\n".join(lines)
 
 
