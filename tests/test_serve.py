@@ -307,3 +307,107 @@ def test_metrics_render_histogram_cumulative():
     assert parsed['skipswitch_lat_bucket{le="1"}'] == 2
     assert parsed['skipswitch_lat_bucket{le="+Inf"}'] == 3 == parsed["skipswitch_lat_count"]
     assert parsed["skipswitch_lat_sum"] == pytest.approx(5.55)
+
+
+def test_graceful_shutdown_answers_every_request_in_flight(supernet_and_configs):
+    import asyncio
+
+    import httpx
+
+    from skipswitch.serve.server import create_app, run_in_thread
+
+    engine = _engine(supernet_and_configs)
+    app = create_app(engine, make_policy("fixed-largest", engine), capacity=64)
+    with run_in_thread(app) as url:
+        async def send_then_stop():
+            payload = {"inputs": torch.zeros(1, 1, 8, 8).tolist()}
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                tasks = [asyncio.create_task(http.post("/v1/predict", json=payload)) for _ in range(30)]
+                while not app.state.scheduler.queue and not any(t.done() for t in tasks):
+                    await asyncio.sleep(0.001)
+                app.state.uvicorn_server.should_exit = True  # what SIGINT/SIGTERM do
+                return await asyncio.gather(*tasks)
+
+        responses = asyncio.run(send_then_stop())
+    assert [r.status_code for r in responses] == [200] * 30
+    assert not app.state.scheduler.queue and not app.state.scheduler.accepting
+
+
+# -- load generator and CLI -----------------------------------------------------------------------
+def test_traces_have_the_requested_rate_and_shape(tmp_path):
+    from skipswitch.serve.loadgen import check_loopback, make_trace, read_trace
+
+    poisson = make_trace("poisson", 200, 20, seed=1)
+    assert abs(len(poisson) - 4000) < 4 * 4000 ** 0.5 and all(0 <= t < 20 for t in poisson)
+    bursty = make_trace("bursty", 200, 20, seed=1)
+    assert abs(len(bursty) - 4000) < 4 * 4000 ** 0.5
+    in_burst = sum((t % 1.0) < 0.2 for t in bursty)
+    # bursts: 20% of the time at 4x the mean rate -> 80% of the arrivals
+    assert 0.75 < in_burst / len(bursty) < 0.85
+    f = tmp_path / "trace.txt"
+    f.write_text("0\n0.5\n0.5\n2.5\n")
+    assert read_trace(f, duration=2.0) == [0.0, 0.5, 0.5]
+    f.write_text("1\n0.5\n")
+    with pytest.raises(SkipswitchError, match="non-decreasing"):
+        read_trace(f)
+    with pytest.raises(SkipswitchError, match="more than the limit"):
+        make_trace("poisson", 1e6, 100)
+    with pytest.raises(SkipswitchError, match="unknown trace"):
+        make_trace("flat", 1, 1)
+    for url in ("http://127.0.0.1:8000", "http://localhost:1", "http://[::1]:80"):
+        assert check_loopback(url) == url
+    for url in ("http://10.0.0.1:8000", "https://example.com"):
+        with pytest.raises(SkipswitchError, match="non-loopback"):
+            check_loopback(url)
+
+
+def test_cli_serve_and_loadgen_end_to_end(supernet_and_configs, tmp_path):
+    """`skipswitch serve` in a subprocess, `skipswitch loadgen` against it, SIGINT drains."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    supernet, configs = supernet_and_configs
+    ckpt = tmp_path / "supernet.safetensors"
+    save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
+    pareto = tmp_path / "pareto.json"
+    pareto.write_text(json.dumps({"pareto": [{"config": c.to_dict(), "val_acc": a}
+                                             for c, a in zip(configs, [0.6, 0.7, 0.8])]}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
+                               "--port", str(port), "--max-batch", "8"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+            time.sleep(0.2)
+        report = tmp_path / "report.json"
+        done = subprocess.run([sys.executable, "-m", "skipswitch.cli", "loadgen", "--trace", "poisson", "--rate", "40",
+                               "--duration", "1.5", "--url", url, "--deadline-ms", "500", "--out", str(report)],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(report.read_text())
+        assert data["sent"] > 20 and data["ok"] + data["rejected"] + data["shed"] + data["errors"] == data["sent"]
+        assert data["errors"] == 0 and data["p50_ms"] is not None and 0 <= data["slo_attainment"] <= 1
+        assert set(data["subnets"]) <= {"s0", "s1", "s2"} and 0.6 <= data["served_accuracy"] <= 0.8
+        m = parse_prometheus(httpx.get(f"{url}/metrics").text)
+        assert m['skipswitch_requests_total{outcome="ok"}'] == data["ok"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, out
+    assert "serving 3 subnets" in out and "Traceback" not in out

@@ -165,6 +165,13 @@ def demo(
     run_demo(out, model=model, dataset=dataset, epochs=epochs, quick=quick, quiet=quiet)
 
 
+# Serving: `skipswitch serve` and `skipswitch loadgen` are top-level commands.
+from .serve import cli as serve_cli  # noqa: E402
+
+app.command("serve")(serve_cli.serve)
+app.command("loadgen")(serve_cli.loadgen)
+
+
 def main() -> None:
     try:
         app()

@@ -210,6 +210,7 @@ def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_
     sock = loopback_socket(host, port)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
+    app.state.uvicorn_server = server  # lets a caller ask for a graceful stop (should_exit)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
