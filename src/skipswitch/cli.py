@@ -171,6 +171,11 @@ from .serve import cli as serve_cli  # noqa: E402
 app.command("serve")(serve_cli.serve)
 app.command("loadgen")(serve_cli.loadgen)
 
+# Sub-command groups, imported after the shared options above (their modules reuse them).
+from .supernet import cli as supernet_cli  # noqa: E402
+
+app.add_typer(supernet_cli.app, name="supernet")
+
 
 def main() -> None:
     try:
