@@ -40,7 +40,14 @@ def _fixture_supernet():
 
 @pytest.fixture(scope="module")
 def supernet_and_configs():
+    torch.set_num_threads(1)  # stable, fast profiles on a shared 2-core machine
     return _fixture_supernet()
+
+
+@pytest.fixture(scope="module")
+def shared_engine(supernet_and_configs):
+    """One profiled in-place engine for the HTTP tests (apps are cheap, profiling is not)."""
+    return _engine(supernet_and_configs)
 
 
 def _engine(supernet_and_configs, mode="inplace", **kw):
@@ -53,7 +60,7 @@ def _engine(supernet_and_configs, mode="inplace", **kw):
 @pytest.mark.parametrize("mode", ["inplace", "spatial", "temporal", "budget"])
 def test_every_activated_subnet_equals_its_extracted_subnet(supernet_and_configs, mode, tmp_path):
     supernet, configs = supernet_and_configs
-    engine = _engine(supernet_and_configs, mode, work_dir=tmp_path if mode == "temporal" else None)
+    engine = _engine(supernet_and_configs, mode, profile=False, work_dir=tmp_path if mode == "temporal" else None)
     x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     # Visit the subnets in an order with switches both ways (small->large->small).
     for name in ["s2", "s0", "s1", "s2", "s1", "s0"]:
@@ -68,8 +75,8 @@ def test_every_activated_subnet_equals_its_extracted_subnet(supernet_and_configs
     assert torch.allclose(torch.cat(parts), engine.infer("s1", x), atol=ATOL, rtol=0)
 
 
-def test_subnets_are_ordered_and_profiled(supernet_and_configs):
-    engine = _engine(supernet_and_configs)
+def test_subnets_are_ordered_and_profiled(supernet_and_configs, shared_engine):
+    engine = shared_engine
     assert [s.accuracy for s in engine.subnets] == [0.6, 0.7, 0.8]
     assert engine.largest.config == supernet_and_configs[1][2]
     for s in engine.subnets:
@@ -172,8 +179,8 @@ def test_slackfit_serves_most_accurate_that_fits_and_degrades_then_sheds(superne
 
 
 # -- scheduler and HTTP -------------------------------------------------------------------------
-def test_scheduler_drains_every_accepted_request(supernet_and_configs):
-    engine = _engine(supernet_and_configs)
+def test_scheduler_drains_every_accepted_request(shared_engine):
+    engine = shared_engine
     scheduler = Scheduler(engine, make_policy("slackfit", engine), capacity=8)
     outcomes = []
     accepted = rejected = 0
@@ -191,12 +198,13 @@ def test_scheduler_drains_every_accepted_request(supernet_and_configs):
 
 
 @pytest.fixture()
-def client(supernet_and_configs):
+def client(shared_engine):
     from fastapi.testclient import TestClient
 
     from skipswitch.serve.server import create_app
 
-    engine = _engine(supernet_and_configs)
+    engine = shared_engine
+    engine.active = None  # every test starts with no subnet active
     app = create_app(engine, make_policy("slackfit", engine), capacity=4)
     with TestClient(app) as c:
         yield c
@@ -269,7 +277,7 @@ def test_metrics_count_requests_switches_and_misses(client):
     assert m["skipswitch_batch_size_count"] == 4
 
 
-def test_overload_gets_503_and_never_drops_an_accepted_request(supernet_and_configs):
+def test_overload_gets_503_and_never_drops_an_accepted_request(shared_engine):
     """A real uvicorn server on a random loopback port, flooded by concurrent clients."""
     import asyncio
 
@@ -278,7 +286,7 @@ def test_overload_gets_503_and_never_drops_an_accepted_request(supernet_and_conf
     from skipswitch.serve.server import create_app
     from skipswitch.serve.server import run_in_thread
 
-    engine = _engine(supernet_and_configs)
+    engine = shared_engine
     app = create_app(engine, make_policy("fixed-largest", engine), capacity=4)
     with run_in_thread(app) as url:
         async def flood():
@@ -309,14 +317,14 @@ def test_metrics_render_histogram_cumulative():
     assert parsed["skipswitch_lat_sum"] == pytest.approx(5.55)
 
 
-def test_graceful_shutdown_answers_every_request_in_flight(supernet_and_configs):
+def test_graceful_shutdown_answers_every_request_in_flight(shared_engine):
     import asyncio
 
     import httpx
 
     from skipswitch.serve.server import create_app, run_in_thread
 
-    engine = _engine(supernet_and_configs)
+    engine = shared_engine
     app = create_app(engine, make_policy("fixed-largest", engine), capacity=64)
     with run_in_thread(app) as url:
         async def send_then_stop():
@@ -361,6 +369,7 @@ def test_traces_have_the_requested_rate_and_shape(tmp_path):
             check_loopback(url)
 
 
+@pytest.mark.slow
 def test_cli_serve_and_loadgen_end_to_end(supernet_and_configs, tmp_path):
     """`skipswitch serve` in a subprocess, `skipswitch loadgen` against it, SIGINT drains."""
     import os
@@ -382,7 +391,7 @@ def test_cli_serve_and_loadgen_end_to_end(supernet_and_configs, tmp_path):
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
-                               "--port", str(port), "--max-batch", "8"], env=env,
+                               "--port", str(port), "--max-batch", "4"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -150,6 +150,10 @@ class Scheduler:
                     decision = None
                     head = self.queue.pop(0)
                     self._finish(head, exc)
+                if decision is not None and not decision.batch and not decision.shed:
+                    # A policy that picks nothing would spin forever: fail the oldest request.
+                    decision = None
+                    self._finish(self.queue.pop(0), SkipswitchError(f"policy {self.policy.name} chose no request"))
                 if decision is not None:
                     taken = {id(r) for r in decision.batch} | {id(r) for r, _ in decision.shed}
                     self.queue = [r for r in self.queue if id(r) not in taken]
