@@ -158,7 +158,8 @@ def main() -> None:
 
     started = datetime.now(timezone.utc)
     ckpt, pareto = prepare(args.work, args.epochs, args.base_width)
-    front = json.loads(pareto.read_text())["pareto"]
+    searched = json.loads(pareto.read_text())
+    front = searched["pareto"]
     switch = switch_latency(ckpt, pareto, args.runs, args.device)
     slo = {}
     if not args.skip_slo:
@@ -167,7 +168,7 @@ def main() -> None:
         for label, mode, policy in configs:
             slo[label] = [slo_run(ckpt, pareto, mode, policy, args, seed) for seed in range(args.runs)]
     atomic_write_json(args.work / "serving.json", {"switch": switch, "slo": slo, "pareto": front, "args": vars(args)})
-    atomic_write_text(args.out, render(args, started, front, switch, slo))
+    atomic_write_text(args.out, render(args, started, front, switch, slo, searched.get("cost_unit", "cost")))
     print(f"-> {args.out}")
 
 
@@ -176,7 +177,7 @@ def _med(values):
     return statistics.median(values) if values else None
 
 
-def render(args, started, front, switch, slo) -> str:
+def render(args, started, front, switch, slo, unit="MACs") -> str:
     cmd = "PYTHONPATH=src python benchmarks/serving.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
         if k in ("runs", "epochs", "base_width", "rate", "duration", "deadline_ms", "max_batch", "burst_factor", "device"))
@@ -191,12 +192,12 @@ def render(args, started, front, switch, slo) -> str:
         f"{{0.5, 0.75, 1}}, width {{0.5, 0.75, 1}}) on digits (8x8), sandwich-trained {args.epochs} epochs, "
         f"Pareto set from NSGA-II on (val accuracy, MACs): {len(front)} subnets.",
         "",
-        "| subnet | val acc | test acc | MACs | weight bytes |",
+        f"| subnet | val acc | test acc | {unit} | weight bytes |",
         "|---|---|---|---|---|",
     ]
     for r in sorted(front, key=lambda r: r["cost"]):
-        lines.append(f"| `{r['key']}` | {r['val_acc']:.4f} | {r.get('test_acc', float('nan')):.4f} | "
-                     f"{r['cost']:,.0f} | {r.get('weight_bytes', 0):,} |")
+        lines.append(f"| `{r['key'].replace('|', chr(92) + '|')}` | {r['val_acc']:.4f} | {r.get('test_acc', float('nan')):.4f} | "
+                     f"{r['cost']:.3f} | {r.get('weight_bytes', 0):,} |")
     lines += [
         "",
         "## Switch latency and resident memory",

@@ -106,6 +106,16 @@ def test_resident_memory_of_each_mode(supernet_and_configs):
     assert budget.dynamic_bytes() == max(sizes) - shared_all
     assert engines["budget"].resident_bytes() == max(sizes)
     assert engines["budget"].resident_bytes() < engines["spatial"].resident_bytes()
+    # In place: the supernet trimmed to the Pareto set's bounding box (all of it here, since the
+    # largest subnet is in the set) plus the stored per-subnet BN statistics.
+    full = sum(t.numel() * 4 for k, t in supernet.state_dict().items() if not k.endswith("num_batches_tracked"))
+    stats = sum(t.numel() * 4 for c in configs[:2] for t in supernet.bn_stats[c.key()].values())
+    assert engines["inplace"].resident_bytes() == full + stats
+    small = ServingEngine(supernet, [(configs[0], 0.5), (configs[1], 0.6)], profile=False)
+    assert small.resident_bytes() < full
+    x = torch.randn(2, 1, 8, 8)
+    for s in small.subnets:  # trimming keeps every served subnet's outputs
+        assert torch.allclose(small.infer(s.name, x), supernet.extract(s.config).eval()(x), atol=ATOL, rtol=0)
     # A switch copies exactly the subnet's bytes outside the persistent buffer.
     budget.bytes_copied = 0
     engines["budget"].activate("s0")

@@ -17,6 +17,7 @@ All four produce the outputs of the subnet ``ElasticResNet.extract`` builds (tes
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import statistics
@@ -94,10 +95,17 @@ class Backend:
 
 
 class InPlaceBackend(Backend):
+    """Serves from a copy of the supernet trimmed to the elements some Pareto subnet reads
+    (per tensor, the bounding box of their prefix boxes): the active forward only ever
+    slices prefixes, so a trimmed tensor gives the same views of the same values."""
+
     mode = "inplace"
 
-    def __init__(self, supernet: ElasticResNet, subnets: Sequence[Subnet]):
-        self.supernet = supernet
+    def __init__(self, supernet: ElasticResNet, subnets: Sequence[Subnet], device: torch.device, trim: bool = True):
+        self.supernet = trim_supernet(supernet, [s.config for s in subnets]) if trim else copy.deepcopy(supernet)
+        self.supernet.to(device)
+        self.supernet.bn_stats = {k: {n: t.to(device) for n, t in st.items()}
+                                  for k, st in self.supernet.bn_stats.items()}
         self.keys = {s.config.key() for s in subnets}
 
     def activate(self, subnet: Subnet) -> None:
@@ -110,6 +118,21 @@ class InPlaceBackend(Backend):
     def resident_bytes(self) -> int:
         stats = [t for key, s in self.supernet.bn_stats.items() if key in self.keys for t in s.values()]
         return tensor_bytes(_inference_state(self.supernet).values()) + tensor_bytes(stats)
+
+
+def trim_supernet(supernet: ElasticResNet, configs: Sequence[SubnetConfig]) -> ElasticResNet:
+    """A copy of ``supernet`` whose tensors keep only the bounding box of what ``configs`` read
+    (tensors none of them reads become empty). Only its active forward is usable."""
+    trimmed = copy.deepcopy(supernet)
+    regions = [supernet.weight_regions(c) for c in configs]
+    with torch.no_grad():
+        for name, tensor in [*trimmed.named_parameters(), *trimmed.named_buffers()]:
+            if name.endswith("num_batches_tracked"):
+                continue
+            boxes = [r[name] for r in regions if name in r]
+            stop = tuple(max((box[d][1] for box in boxes), default=0) for d in range(tensor.dim()))
+            tensor.data = tensor.data[_box(stop)].clone()
+    return trimmed
 
 
 class SpatialBackend(Backend):
@@ -271,12 +294,13 @@ class ServingEngine:
 
     ``subnets`` are (config, accuracy) pairs; they are named ``s0, s1, ...`` from the least
     to the most accurate. ``profile`` measures each subnet's latency per batch size at
-    start-up (median of ``profile_repeats`` timed forwards after one warm-up)."""
+    start-up (median of ``profile_repeats`` timed forwards after one warm-up, made
+    non-decreasing in batch size)."""
 
     def __init__(self, supernet: ElasticResNet, subnets: Sequence[tuple[SubnetConfig, float]], *,
                  mode: str = "inplace", device: str | torch.device = "cpu",
                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, profile: bool = True, profile_repeats: int = 5,
-                 work_dir: str | Path | None = None):
+                 work_dir: str | Path | None = None, trim: bool = True):
         if mode not in MODES:
             raise SkipswitchError(f"unknown serving mode {mode!r}; choose {', '.join(MODES)}")
         if not subnets:
@@ -286,8 +310,8 @@ class ServingEngine:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise SkipswitchError(f"device {device!r} requested but CUDA is not available")
-        self.supernet = supernet.eval().to(self.device)
-        self.supernet.bn_stats = {k: {n: t.to(self.device) for n, t in s.items()} for k, s in supernet.bn_stats.items()}
+        # The caller's supernet is only read (extraction, regions); serving uses copies.
+        self.supernet = supernet.eval()
         ordered = sorted(((supernet.space.validate(c), float(a)) for c, a in subnets),
                          key=lambda ca: (ca[1], supernet.weight_bytes(ca[0])))
         seen = set()
@@ -306,16 +330,13 @@ class ServingEngine:
         self.input_shape = tuple(int(n) for n in shape)
         with torch.no_grad():
             if mode == "inplace":
-                self.backend: Backend = InPlaceBackend(self.supernet, self.subnets)
+                self.backend: Backend = InPlaceBackend(self.supernet, self.subnets, self.device, trim)
             elif mode == "spatial":
                 self.backend = SpatialBackend(self.supernet, self.subnets, self.device)
             elif mode == "temporal":
                 self.backend = TemporalBackend(self.supernet, self.subnets, self.device, work_dir)
             else:
                 self.backend = BudgetBackend(self.supernet, self.subnets, self.device)
-        if mode in ("temporal", "spatial", "budget"):
-            # The baselines must not keep the supernet on the device.
-            self.supernet = self.supernet.to("cpu")
         self.active: Subnet | None = None
         self.switches = 0
         self.switch_seconds = 0.0
@@ -410,6 +431,10 @@ class ServingEngine:
                     self.infer(subnet, x)
                     times.append(time.perf_counter() - start)
                 subnet.latency[b] = statistics.median(times)
+            # A larger batch never runs faster; on a shared CPU a noisy small-batch figure
+            # would otherwise make the policy prefer larger batches than it can afford.
+            for small, large in zip(self.batch_sizes, self.batch_sizes[1:]):
+                subnet.latency[large] = max(subnet.latency[large], subnet.latency[small])
         # Switch cost (the policy adds it to a batch's latency when the subnet changes).
         times = []
         if len(self.subnets) > 1:
