@@ -131,6 +131,35 @@ def slo_run(ckpt: Path, pareto: Path, mode: str, policy: str, args, seed: int) -
     return {**report.to_dict(), "switches": switches}
 
 
+def slo_replay(ckpt: Path, pareto: Path, configs, args) -> dict[str, list[dict]]:
+    """The same bursty trace submitted straight to the Scheduler (no HTTP, no client process)."""
+    from skipswitch.data import load_dataset
+    from skipswitch.serve.engine import ServingEngine
+    from skipswitch.serve.loadgen import make_trace, replay
+    from skipswitch.serve.policy import make_policy
+    from skipswitch.serve.scheduler import Scheduler
+
+    ds = load_dataset("digits", seed=0)
+    inputs, labels = ds.test.images.numpy(), ds.test.labels.numpy()
+    sizes = [b for b in (1, 2, 4, 8, 16, 32, 64) if b < args.max_batch] + [args.max_batch]
+    engines = {}
+    out = {}
+    for label, mode, policy in configs:
+        if mode not in engines:
+            engines[mode] = ServingEngine.from_checkpoint(ckpt, pareto, mode=mode, batch_sizes=sizes)
+        engine = engines[mode]
+        out[label] = []
+        for seed in range(args.runs):
+            engine.active, engine.switches = None, 0
+            scheduler = Scheduler(engine, make_policy(policy, engine), capacity=args.queue)
+            scheduler.start()
+            arrivals = make_trace("bursty", args.replay_rate, args.duration, seed, burst_factor=args.burst_factor)
+            report = replay(scheduler, arrivals, inputs, labels, deadline_ms=args.deadline_ms, trace_name="bursty")
+            scheduler.stop(drain=True)
+            out[label].append({**report.to_dict(), "switches": engine.switches})
+    return out
+
+
 def machine() -> str:
     cores = os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -146,7 +175,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--base-width", type=int, default=32)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rate", type=float, default=150.0, help="mean requests/s of the bursty trace")
+    parser.add_argument("--rate", type=float, default=30.0, help="mean requests/s of the bursty trace over HTTP")
+    parser.add_argument("--replay-rate", type=float, default=300.0, help="mean requests/s of the direct replay")
     parser.add_argument("--burst-factor", type=float, default=4.0)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--deadline-ms", type=float, default=50.0)
@@ -155,20 +185,23 @@ def main() -> None:
     parser.add_argument("--skip-slo", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    sys.setswitchinterval(0.0002)  # as `skipswitch serve` does (the replay shares the GIL with the engine thread)
 
     started = datetime.now(timezone.utc)
     ckpt, pareto = prepare(args.work, args.epochs, args.base_width)
     searched = json.loads(pareto.read_text())
     front = searched["pareto"]
     switch = switch_latency(ckpt, pareto, args.runs, args.device)
-    slo = {}
+    slo, direct = {}, {}
+    configs = [("fixed-largest", "inplace", "fixed-largest"), ("fixed-smallest", "inplace", "fixed-smallest"),
+               ("temporal + SlackFit", "temporal", "slackfit"), ("in-place + SlackFit", "inplace", "slackfit")]
     if not args.skip_slo:
-        configs = [("fixed-largest", "inplace", "fixed-largest"), ("fixed-smallest", "inplace", "fixed-smallest"),
-                   ("temporal + SlackFit", "temporal", "slackfit"), ("in-place + SlackFit", "inplace", "slackfit")]
+        direct = slo_replay(ckpt, pareto, configs, args)
         for label, mode, policy in configs:
             slo[label] = [slo_run(ckpt, pareto, mode, policy, args, seed) for seed in range(args.runs)]
-    atomic_write_json(args.work / "serving.json", {"switch": switch, "slo": slo, "pareto": front, "args": vars(args)})
-    atomic_write_text(args.out, render(args, started, front, switch, slo, searched.get("cost_unit", "cost")))
+    atomic_write_json(args.work / "serving.json", {"switch": switch, "slo_http": slo, "slo_direct": direct,
+                                                   "pareto": front, "args": {k: str(v) for k, v in vars(args).items()}})
+    atomic_write_text(args.out, render(args, started, front, switch, slo, direct, searched.get("cost_unit", "cost")))
     print(f"-> {args.out}")
 
 
@@ -177,10 +210,23 @@ def _med(values):
     return statistics.median(values) if values else None
 
 
-def render(args, started, front, switch, slo, unit="MACs") -> str:
+def _slo_table(results: dict[str, list[dict]]) -> list[str]:
+    rows = ["| configuration | SLO attainment | served accuracy | measured top-1 | p50 ms | p99 ms | throughput /s "
+            "| shed | 503 full | switches |", "|---|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+    for label, reports in results.items():
+        f = lambda key: _med([r[key] for r in reports])  # noqa: E731
+        rows.append(f"| {label} | {fmt(f('slo_attainment'), '.3f')} | {fmt(f('served_accuracy'), '.4f')} | "
+                    f"{fmt(f('measured_accuracy'), '.4f')} | {fmt(f('p50_ms'), '.1f')} | {fmt(f('p99_ms'), '.1f')} | "
+                    f"{fmt(f('throughput'), '.1f')} | {fmt(f('shed'), '.0f')} | {fmt(f('rejected'), '.0f')} | "
+                    f"{fmt(f('switches'), '.0f')} |")
+    return rows
+
+
+def render(args, started, front, switch, slo, direct, unit="MACs") -> str:
     cmd = "PYTHONPATH=src python benchmarks/serving.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k in ("runs", "epochs", "base_width", "rate", "duration", "deadline_ms", "max_batch", "burst_factor", "device"))
+        if k in ("runs", "epochs", "base_width", "rate", "replay_rate", "duration", "deadline_ms", "max_batch", "burst_factor", "device"))
     inplace, temporal = switch["inplace"]["switch_s"], switch["temporal"]["switch_s"]
     lines = [
         "# Serving: subnet switching and SLO-aware selection",
@@ -224,30 +270,27 @@ def render(args, started, front, switch, slo, unit="MACs") -> str:
         f"{min(b['switch_copy_bytes'].values()):,} to {max(b['switch_copy_bytes'].values()):,} B from host memory "
         f"(pinned only on CUDA; this run: {args.device}). Temporal's resident figure is the largest subnet (the peak).",
     ]
-    if slo:
+    if slo or direct:
         lines += [
             "",
             "## SLO attainment under a bursty trace",
             "",
-            f"Open-loop bursty trace (mean {args.rate:g} req/s; each second starts with 0.2 s at "
-            f"{args.burst_factor:g}x the mean), {args.duration:g} s, deadline {args.deadline_ms:g} ms per request, "
-            f"batch 1 per request, max dynamic batch {args.max_batch}, queue {args.queue}. Server: `skipswitch serve` "
-            f"in a subprocess; client: `run_load` (httpx) in this process, both on loopback and on the same shared "
-            f"CPU. Medians of {args.runs} runs (trace seeds 0..{args.runs - 1}). SLO attainment: answered 200 within "
-            f"the deadline, measured by the client, over all sent. Served accuracy: mean validation accuracy of the "
-            f"subnets that answered (SuperServe's metric); measured: top-1 of the answers on digits test images.",
-            "",
-            "| configuration | SLO attainment | served accuracy | measured top-1 | p50 ms | p99 ms | throughput /s "
-            "| shed | 503 full | switches |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            f"Open-loop bursty trace (each second starts with 0.2 s at {args.burst_factor:g}x the mean rate, the "
+            f"rest at the rate that keeps the mean), {args.duration:g} s, deadline {args.deadline_ms:g} ms per "
+            f"request, one example per request, max dynamic batch {args.max_batch}, queue {args.queue}. Medians of "
+            f"{args.runs} runs (trace seeds 0..{args.runs - 1}). SLO attainment: answered within the deadline over "
+            f"all sent. Served accuracy: mean validation accuracy of the subnets that answered (SuperServe's "
+            f"metric); measured top-1: the answers against the digits test labels. 'fixed-largest' is the most "
+            f"accurate Pareto subnet, 'fixed-smallest' the least.",
         ]
-        for label, reports in slo.items():
-            f = lambda key: _med([r[key] for r in reports])  # noqa: E731
-            fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
-            lines.append(f"| {label} | {fmt(f('slo_attainment'), '.3f')} | {fmt(f('served_accuracy'), '.4f')} | "
-                         f"{fmt(f('measured_accuracy'), '.4f')} | {fmt(f('p50_ms'), '.1f')} | {fmt(f('p99_ms'), '.1f')} | "
-                         f"{fmt(f('throughput'), '.1f')} | {fmt(f('shed'), '.0f')} | {fmt(f('rejected'), '.0f')} | "
-                         f"{fmt(f('switches'), '.0f')} |")
+        if direct:
+            lines += ["", f"### Direct: the trace submitted to the scheduler in-process (mean {args.replay_rate:g} "
+                          "req/s; no HTTP, so switching and policy dominate)", ""]
+            lines += _slo_table(direct)
+        if slo:
+            lines += ["", f"### Over HTTP: `skipswitch serve` in a subprocess, `run_load` (httpx) client in the "
+                          f"benchmark process, loopback (mean {args.rate:g} req/s)", ""]
+            lines += _slo_table(slo)
     lines.append("")
     return "\n".join(lines)
 

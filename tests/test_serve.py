@@ -180,6 +180,12 @@ def test_slackfit_serves_most_accurate_that_fits_and_degrades_then_sheds(superne
     queue = [_req(0, now - 1, 1), _req(1, now, 50)]
     d = policy.decide(queue, now, engine)
     assert [r.id for r, _ in d.shed] == [0] and "shed" in d.shed[0][1] and [r.id for r in d.batch] == [1]
+    # A costly switch (temporal mode) counts: with 10 ms of slack, stay on the active subnet.
+    engine.active, engine.switch_estimate = engine.get("s0"), 0.015
+    d = policy.decide([_req(0, now, 10)], now, engine)
+    assert d.subnet.name == "s0"
+    engine.switch_estimate = 0.0
+    assert policy.decide([_req(0, now, 10)], now, engine).subnet.name == "s2"
     # A named subnet is always honoured.
     d = policy.decide([_req(0, now, 1, subnet=engine.get("s2"))], now, engine)
     assert d.subnet.name == "s2" and not d.shed
@@ -430,3 +436,18 @@ def test_cli_serve_and_loadgen_end_to_end(supernet_and_configs, tmp_path):
         out, _ = server.communicate(timeout=60)
     assert server.returncode == 0, out
     assert "serving 3 subnets" in out and "Traceback" not in out
+
+
+def test_direct_replay_accounts_for_every_request(shared_engine, digits):
+    from skipswitch.serve.loadgen import make_trace, replay
+
+    engine = shared_engine
+    scheduler = Scheduler(engine, make_policy("slackfit", engine), capacity=64)
+    scheduler.start()
+    arrivals = make_trace("poisson", 100, 0.3, seed=3)
+    report = replay(scheduler, arrivals, digits.test.images.numpy(), digits.test.labels.numpy(), deadline_ms=2000)
+    scheduler.stop()
+    assert report.sent == len(arrivals) == report.ok + report.shed + report.rejected + report.errors
+    assert report.ok == scheduler.metrics.total("served_total") and report.errors == 0
+    assert report.served_accuracy is not None and 0.6 <= report.served_accuracy <= 0.8
+    assert sum(report.subnets.values()) == report.ok

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +27,7 @@ def serve(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     threads: int = typer.Option(1, help="torch intra-op threads (1 keeps latency profiles stable on a shared CPU)."),
     max_batch: int = typer.Option(32, "--max-batch", help="Largest dynamic batch (profiled at powers of two)."),
+    switch_interval_ms: float = typer.Option(0.2, "--gil-switch-ms", help="Python GIL switch interval (ms)."),
 ):
     """Load CHECKPOINT once, profile its Pareto set and serve it until Ctrl-C (which drains the queue)."""
     import torch
@@ -36,9 +37,13 @@ def serve(
     from .policy import make_policy
     from .server import create_app, loopback_socket
 
-    if threads < 1 or max_batch < 1 or not (0 < port < 65536):
-        raise SkipswitchError(f"invalid --threads={threads}, --max-batch={max_batch} or --port={port}")
+    if threads < 1 or max_batch < 1 or not (0 < port < 65536) or not switch_interval_ms > 0:
+        raise SkipswitchError(f"invalid --threads={threads}, --max-batch={max_batch}, --port={port} "
+                              f"or --gil-switch-ms={switch_interval_ms}")
     torch.set_num_threads(threads)
+    # The engine thread runs many small Python-level ops; with the default 5 ms GIL switch
+    # interval the HTTP event loop waits up to 5 ms at every hand-over (convoy effect).
+    sys.setswitchinterval(switch_interval_ms / 1e3)
     sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b < max_batch] + [max_batch]
     engine = ServingEngine.from_checkpoint(checkpoint, pareto, mode=mode, device=device, batch_sizes=sizes)
     app_ = create_app(engine, make_policy(policy, engine), capacity=queue, default_deadline_ms=deadline_ms)

@@ -183,6 +183,12 @@ async def run_load(url: str, arrivals: Sequence[float], inputs: np.ndarray, labe
         await asyncio.gather(*(one(i, at, start) for i, at in enumerate(arrivals)))
         wall = max(time.perf_counter() - start, 1e-9)
 
+    return build_report(records, labels, deadline_ms, trace_name, wall)
+
+
+def build_report(records: list[dict[str, Any]], labels: np.ndarray | None, deadline_ms: float | None,
+                 trace_name: str, wall: float) -> LoadReport:
+    """Summarise per-request records (index, status, latency_s, body) into a LoadReport."""
     ok = [r for r in records if r["status"] == 200]
     deadline_s = None if deadline_ms is None else deadline_ms / 1e3
     on_time = [r for r in ok if deadline_s is None or r["latency_s"] <= deadline_s]
@@ -223,3 +229,52 @@ def load_inputs(url: str, dataset: str = "digits", seed: int = 0) -> tuple[np.nd
     if tuple(x.shape[1:]) == shape:
         return x, y
     return np.random.default_rng(seed).standard_normal((256, *shape)).astype(np.float32), None
+
+
+def replay(scheduler, arrivals: Sequence[float], inputs: np.ndarray, labels: np.ndarray | None = None, *,
+           deadline_ms: float | None = 100.0, trace_name: str = "trace", timeout: float = 120.0) -> LoadReport:
+    """The same open-loop trace submitted straight to a running ``Scheduler`` (no HTTP): isolates
+    switching and policy from HTTP and client overhead. Statuses mirror the server's answers."""
+    import threading
+
+    import torch
+
+    from .scheduler import QueueFull, Result, Shed, ShuttingDown
+
+    if len(arrivals) > MAX_REQUESTS:
+        raise SkipswitchError(f"{len(arrivals):,} arrivals exceed the limit {MAX_REQUESTS:,}")
+    tensors = [torch.from_numpy(np.ascontiguousarray(inputs[i:i + 1], dtype=np.float32)) for i in range(len(inputs))]
+    records: list[dict[str, Any]] = []
+    pending = threading.Semaphore(0)
+    expected = 0
+    start = time.perf_counter() + 0.01
+    for i, at in enumerate(arrivals):
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.perf_counter()
+        record = {"index": i}
+
+        def done(outcome, record=record, sent=sent):
+            record["latency_s"] = time.perf_counter() - sent
+            if isinstance(outcome, Result):
+                record["status"] = 200
+                record["body"] = {"subnet": outcome.subnet, "accuracy": outcome.accuracy,
+                                  "predictions": outcome.outputs.argmax(1).tolist()}
+            else:
+                record["status"] = 503 if isinstance(outcome, (Shed, ShuttingDown)) else 500
+                record["body"] = {"reason": "shed" if isinstance(outcome, Shed) else "error"}
+            records.append(record)
+            pending.release()
+
+        try:
+            scheduler.submit(tensors[i % len(tensors)], deadline_ms=deadline_ms, done=done)
+            expected += 1
+        except QueueFull:
+            records.append({**record, "status": 503, "latency_s": 0.0, "body": {"reason": "queue_full"}})
+    for _ in range(expected):
+        if not pending.acquire(timeout=timeout):
+            raise SkipswitchError("replay timed out waiting for the scheduler")
+    wall = max(time.perf_counter() - start, 1e-9)
+    records.sort(key=lambda r: r["index"])
+    return build_report(records, labels, deadline_ms, trace_name, wall)
