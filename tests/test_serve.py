@@ -451,3 +451,17 @@ def test_direct_replay_accounts_for_every_request(shared_engine, digits):
     assert report.ok == scheduler.metrics.total("served_total") and report.errors == 0
     assert report.served_accuracy is not None and 0.6 <= report.served_accuracy <= 0.8
     assert sum(report.subnets.values()) == report.ok
+
+
+def test_online_profile_tracks_observed_batch_times(supernet_and_configs):
+    engine = _engine(supernet_and_configs, profile=False)
+    subnet = engine.get("s1")
+    subnet.latency = {1: 0.001, 4: 0.004, 16: 0.016}
+    engine.observe(subnet, 3, 0.014)  # bucket 4 moves 20% of the way to 14 ms
+    assert subnet.latency[4] == pytest.approx(0.8 * 0.004 + 0.2 * 0.014)
+    assert subnet.latency[1] == 0.001 and subnet.latency[16] == 0.016
+    engine.observe(subnet, 64, 1.0)  # beyond the largest profiled batch: ignored
+    assert subnet.latency[16] == 0.016
+    engine.online_profile = False
+    engine.observe(subnet, 1, 1.0)
+    assert subnet.latency[1] == 0.001

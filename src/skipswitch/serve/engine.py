@@ -213,9 +213,7 @@ class BudgetBackend(Backend):
                 pb_stop = tuple(self.pb[name].shape) if name in self.pb else tuple(0 for _ in shape)
                 slabs = []
                 for d in range(len(shape)):
-                    index = tuple(slice(0, pb_stop[i]) if i < d else slice(pb_stop[d], shape[d]) if i == d
-                                  else slice(0, shape[i]) for i in range(len(shape)))
-                    slab = source[index]
+                    slab = source[_slab(pb_stop, shape, d)]
                     if slab.numel():
                         slabs.append((d, tuple(slab.shape), offset))
                         chunks.append(slab.reshape(-1))
@@ -259,9 +257,7 @@ class BudgetBackend(Backend):
                 out[_box(tuple(self.pb[name].shape))] = self.pb[name]
             pb_stop = tuple(self.pb[name].shape) if name in self.pb else tuple(0 for _ in shape)
             for d, slab_shape, offset in slabs:
-                index = tuple(slice(0, pb_stop[i]) if i < d else slice(pb_stop[d], shape[d]) if i == d
-                              else slice(0, shape[i]) for i in range(len(shape)))
-                out[index] = self.db[offset: offset + math.prod(slab_shape)].view(slab_shape)
+                out[_slab(pb_stop, shape, d)] = self.db[offset: offset + math.prod(slab_shape)].view(slab_shape)
             params[name] = out
         return params
 
@@ -288,6 +284,13 @@ def _box(stop: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(slice(0, n) for n in stop)
 
 
+def _slab(pb_stop: tuple[int, ...], shape: tuple[int, ...], d: int) -> tuple[slice, ...]:
+    """Index of slab ``d`` of a box ``shape`` minus the PB box: dims before d inside PB,
+    dim d beyond PB, dims after d whole."""
+    return tuple(slice(0, pb_stop[i]) if i < d else slice(pb_stop[d], shape[d]) if i == d else slice(0, shape[i])
+                 for i in range(len(shape)))
+
+
 # -- the engine -----------------------------------------------------------------------------------
 class ServingEngine:
     """Serves a Pareto set of a supernet's subnets with one of ``MODES``.
@@ -300,7 +303,7 @@ class ServingEngine:
     def __init__(self, supernet: ElasticResNet, subnets: Sequence[tuple[SubnetConfig, float]], *,
                  mode: str = "inplace", device: str | torch.device = "cpu",
                  batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, profile: bool = True, profile_repeats: int = 5,
-                 work_dir: str | Path | None = None, trim: bool = True):
+                 work_dir: str | Path | None = None, trim: bool = True, online_profile: bool = True):
         if mode not in MODES:
             raise SkipswitchError(f"unknown serving mode {mode!r}; choose {', '.join(MODES)}")
         if not subnets:
@@ -341,6 +344,7 @@ class ServingEngine:
         self.switches = 0
         self.switch_seconds = 0.0
         self.switch_estimate = 0.0
+        self.online_profile = online_profile
         if profile:
             self.profile(profile_repeats)
 
@@ -444,6 +448,17 @@ class ServingEngine:
         self.active = None  # the next request pays its switch like any other
         self.switches = 0
         self.switch_seconds = 0.0
+
+    def observe(self, subnet: Subnet, batch_size: int, seconds: float, weight: float = 0.2) -> None:
+        """Fold a served batch's forward time into the profile (exponential moving average of
+        the bucket that holds ``batch_size``): on a shared CPU the start-up profile drifts, and
+        the policy's decisions are only as good as the profile."""
+        sizes = [b for b in self.batch_sizes if b >= batch_size]
+        if not sizes or not self.online_profile:
+            return
+        bucket = sizes[0]
+        old = subnet.latency.get(bucket, seconds)
+        subnet.latency[bucket] = (1 - weight) * old + weight * seconds
 
     def resident_bytes(self) -> int:
         return self.backend.resident_bytes()

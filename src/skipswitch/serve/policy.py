@@ -122,7 +122,9 @@ class SlackFitPolicy:
         while pending:
             head = pending[0]
             choices = self.allowed(engine, head.accuracy_floor)
-            fastest = min(choices, key=lambda s: s.latency_for(head.size))
+            # The quickest way to answer the head alone: staying on the active subnet counts
+            # (a temporal switch can cost more than a larger subnet's forward).
+            fastest = min(choices, key=lambda s: s.latency_for(head.size) + switch_cost(engine, s))
             need = fastest.latency_for(head.size) + switch_cost(engine, fastest)
             if self.shed and head.deadline is not None and head.deadline - now < need:
                 shed.append((head, f"shed: {max(0.0, head.deadline - now) * 1e3:.1f} ms left before the deadline, "

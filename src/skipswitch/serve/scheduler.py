@@ -178,6 +178,7 @@ class Scheduler:
             if switched:
                 self.metrics.inc("switches_total")
                 self.metrics.observe("switch_latency_seconds", switch_s)
+            forward_start = time.monotonic()
             outputs = self.engine.infer_many(subnet, [r.x for r in batch])
         except Exception as exc:  # the engine failed on this batch: every request in it gets the error
             for r in batch:
@@ -185,6 +186,7 @@ class Scheduler:
             return
         end = time.monotonic()
         examples = sum(r.size for r in batch)
+        self.engine.observe(subnet, examples, end - forward_start)
         self.metrics.inc("batches_total")
         self.metrics.observe("batch_size", examples)
         for r, out in zip(batch, outputs):
