@@ -310,7 +310,8 @@ class ResNet(nn.Module):
         self.feature_channels = channels
 
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            # Skipped on the meta device (shape-only builds): meta normal_ pulls in torch._dynamo.
+            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     # -- skip-mode API -----------------------------------------------------------------

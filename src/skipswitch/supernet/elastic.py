@@ -14,6 +14,7 @@ uses it only where its own shapes differ (channels or stride), the same rule our
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import torch
@@ -183,17 +184,28 @@ class ElasticResNet(ResNet):
         return self.space.validate(config)
 
 
+_REGION_CACHE: dict[tuple, Regions] = {}
+_REGION_CACHE_SIZE = 4096
+
+
 def weight_regions(space: ElasticSpace, config: SubnetConfig, skip_mode: str = "long") -> Regions:
     """Regions without a supernet: the subnet is built on the meta device (no memory), so
-    the same code that builds extracted models defines which tensors and shapes are used."""
-    with torch.device("meta"):
-        model = space.build(config, skip_mode=skip_mode)
-    regions: Regions = {}
-    for name, tensor in model.state_dict().items():
-        if name.endswith("num_batches_tracked"):
-            continue  # a training counter, not part of inference weights
-        regions[name] = tuple((0, int(n)) for n in tensor.shape)
-    return regions
+    the same code that builds extracted models defines which tensors and shapes are used.
+    Cached per (space, config, skip mode): building an OFA-ResNet50 even on meta takes ~1 s."""
+    space.validate(config)
+    cache_key = (space.name, json.dumps(space.args, sort_keys=True), config.key(), skip_mode)
+    if cache_key not in _REGION_CACHE:
+        with torch.device("meta"):
+            model = space.build(config, skip_mode=skip_mode)
+        regions: Regions = {}
+        for name, tensor in model.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue  # a training counter, not part of inference weights
+            regions[name] = tuple((0, int(n)) for n in tensor.shape)
+        if len(_REGION_CACHE) >= _REGION_CACHE_SIZE:
+            _REGION_CACHE.pop(next(iter(_REGION_CACHE)))
+        _REGION_CACHE[cache_key] = regions
+    return dict(_REGION_CACHE[cache_key])
 
 
 def supernet_for(space_name: str, skip_mode: str = "long", **space_args: Any) -> ElasticResNet:
