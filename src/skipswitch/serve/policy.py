@@ -5,11 +5,12 @@ and per-batch-size latency profiles, the active subnet, the measured switch cost
 returns one ``Decision``: a subnet and the requests it serves in one batch, plus the
 requests it sheds with a reason.
 
-``slackfit`` follows SuperServe's SlackFit: earliest deadline first; the batch is the
-largest group of queued requests some subnet can finish before the group's tightest
-deadline, served by the most accurate subnet that does. Under load the batch grows and
-only smaller subnets fit, so accuracy degrades; a request that even the fastest allowed
-subnet alone cannot finish in time is shed.
+``slackfit`` follows SuperServe's SlackFit: earliest deadline first; among every subnet and
+every EDF prefix of the queue (up to the largest batch) it picks the pair that finishes the
+most requests by their deadlines, preferring the more accurate subnet on ties. Under load a
+large batch on a smaller subnet beats a small batch on a large one, so accuracy degrades
+while throughput holds; a request that even the fastest allowed subnet alone cannot finish
+in time is shed.
 """
 
 from __future__ import annotations
@@ -135,16 +136,23 @@ class SlackFitPolicy:
         if not pending:
             return Decision(None, [], shed)
         group = _take(pending, engine.max_batch)
-        # The largest EDF prefix some subnet finishes in time; the most accurate one that does.
-        for n in range(len(group), 0, -1):
+        # Every (subnet, EDF prefix): how many of the prefix's requests finish by their deadline.
+        # Most on time first (throughput under load), then the most accurate subnet, then the
+        # larger batch. Requests of the chosen prefix that would finish late stay queued: the
+        # next decision serves them in a smaller batch or sheds them.
+        best, best_key = None, None
+        for n in range(1, len(group) + 1):
             batch = group[:n]
             examples = sum(r.size for r in batch)
-            deadlines = [r.deadline for r in batch if r.deadline is not None]
-            slack = (min(deadlines) - now) if deadlines else math.inf
             floors = [r.accuracy_floor for r in batch if r.accuracy_floor is not None]
             for subnet in self.allowed(engine, max(floors) if floors else None):
-                if subnet.latency_for(examples) + switch_cost(engine, subnet) <= slack:
-                    return Decision(subnet, batch, shed)
+                finish = now + switch_cost(engine, subnet) + subnet.latency_for(examples)
+                on_time = [r for r in batch if r.deadline is None or r.deadline >= finish]
+                key = (len(on_time), subnet.accuracy, n)
+                if on_time and (best_key is None or key > best_key):
+                    best, best_key = Decision(subnet, on_time, shed), key
+        if best is not None:
+            return best
         # Nothing finishes in time (shedding off, or a deadline too tight for every batch):
         # clear the queue as fast as possible with the fastest subnet the batch allows.
         floors = [r.accuracy_floor for r in group if r.accuracy_floor is not None]
