@@ -171,6 +171,12 @@ def demo(
     run_demo(settings)
 
 
+# Serving: `skipswitch serve` and `skipswitch loadgen` are top-level commands.
+from .serve import cli as serve_cli  # noqa: E402
+
+app.command("serve")(serve_cli.serve)
+app.command("loadgen")(serve_cli.loadgen)
+
 # Sub-command groups, imported after the shared options above (their modules reuse them;
 # each imports only typer at load time, so `skipswitch --help` stays fast).
 from .hw import cli as hw_cli  # noqa: E402

@@ -1,0 +1,280 @@
+"""Open-loop load generator (asyncio + httpx) for the serving endpoint.
+
+Arrivals follow a trace fixed in advance - Poisson, bursty (a two-rate modulated Poisson
+process with the same mean rate) or a file of arrival times - and each request is sent at
+its time whatever the state of earlier ones (open loop), so queueing shows up as latency
+and rejections rather than as a slower sender. Loopback only, bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import SkipswitchError
+
+MAX_REQUESTS = 100_000
+MAX_DURATION_S = 3600.0
+TRACES = ("poisson", "bursty")
+
+
+def check_loopback(url: str) -> str:
+    """``url`` if its host is a loopback address, else a SkipswitchError (never load a remote host)."""
+    import httpx
+
+    try:
+        host = httpx.URL(url).host
+    except Exception:
+        raise SkipswitchError(f"invalid URL {url!r}") from None
+    if not host:
+        raise SkipswitchError(f"URL {url!r} has no host")
+    if host == "localhost":
+        return url
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SkipswitchError(f"refusing to load non-loopback host {host!r}; the load generator targets 127.0.0.1 only")
+    return url
+
+
+def make_trace(kind: str, rate: float, duration: float, seed: int = 0, *, burst_factor: float = 4.0,
+               burst_fraction: float = 0.2, period: float = 1.0) -> list[float]:
+    """Arrival offsets in seconds in ``[0, duration)``.
+
+    ``bursty``: each ``period`` starts with a burst of ``burst_fraction * period`` seconds at
+    ``burst_factor * rate``; the rest runs at the rate that keeps the mean at ``rate``."""
+    if not (rate > 0 and math.isfinite(rate)):
+        raise SkipswitchError(f"--rate must be a positive number, got {rate}")
+    if not (0 < duration <= MAX_DURATION_S):
+        raise SkipswitchError(f"--duration must be in (0, {MAX_DURATION_S:g}] seconds, got {duration}")
+    if rate * duration > MAX_REQUESTS:
+        raise SkipswitchError(f"rate {rate:g}/s for {duration:g} s is about {rate * duration:,.0f} requests, "
+                              f"more than the limit {MAX_REQUESTS:,}")
+    rng = np.random.default_rng(seed)
+    if kind == "poisson":
+        return _poisson(rng, lambda t: rate, rate, duration)
+    if kind == "bursty":
+        if not (0 < burst_fraction < 1) or burst_factor * burst_fraction > 1 + 1e-9 or burst_factor < 1:
+            raise SkipswitchError(f"bursty trace needs 0 < burst_fraction < 1 and 1 <= burst_factor <= "
+                                  f"1 / burst_fraction, got {burst_factor} and {burst_fraction}")
+        high = rate * burst_factor
+        low = rate * (1 - burst_factor * burst_fraction) / (1 - burst_fraction)
+
+        def rate_at(t: float) -> float:
+            return high if (t % period) < burst_fraction * period else low
+
+        return _poisson(rng, rate_at, high, duration)
+    raise SkipswitchError(f"unknown trace {kind!r}; choose {', '.join(TRACES)} or a file of arrival times")
+
+
+def _poisson(rng: np.random.Generator, rate_at, peak: float, duration: float) -> list[float]:
+    # Thinning (Lewis-Shedler): candidates at the peak rate, kept with probability rate(t)/peak.
+    out, t = [], 0.0
+    while True:
+        t += rng.exponential(1.0 / peak)
+        if t >= duration:
+            return out
+        if rng.random() < rate_at(t) / peak:
+            out.append(t)
+
+
+def read_trace(path: str | Path, duration: float | None = None) -> list[float]:
+    """Arrival times (seconds from the start) from a JSON list or one number per line."""
+    path = Path(path)
+    if not path.is_file():
+        raise SkipswitchError(f"trace file {path} not found (or pass --trace poisson|bursty)")
+    text = path.read_text()
+    try:
+        values = json.loads(text) if text.lstrip().startswith("[") else [float(v) for v in text.split()]
+        values = [float(v) for v in values]
+    except (ValueError, TypeError):
+        raise SkipswitchError(f"trace file {path} must hold arrival times in seconds (a JSON list or one per line)") from None
+    if not values:
+        raise SkipswitchError(f"trace file {path} holds no arrival times")
+    if any(not math.isfinite(v) or v < 0 for v in values) or any(b < a for a, b in zip(values, values[1:])):
+        raise SkipswitchError(f"trace file {path}: arrival times must be finite, non-negative and non-decreasing")
+    if duration is not None:
+        values = [v for v in values if v < duration]
+    if len(values) > MAX_REQUESTS or (values and values[-1] > MAX_DURATION_S):
+        raise SkipswitchError(f"trace file {path} exceeds the limits ({MAX_REQUESTS:,} requests, {MAX_DURATION_S:g} s)")
+    return values
+
+
+@dataclass
+class LoadReport:
+    trace: str
+    sent: int
+    ok: int
+    rejected: int  # 503 queue full / draining
+    shed: int  # 503 deadline cannot be met
+    errors: int  # anything else (422, 500, connection errors)
+    deadline_ms: float | None
+    slo_attainment: float  # answered 200 within the deadline (client-side), over all sent
+    served_accuracy: float | None  # mean profiled accuracy of the subnets that answered
+    measured_accuracy: float | None  # top-1 of the answers against the dataset labels
+    p50_ms: float | None
+    p99_ms: float | None
+    throughput: float  # 200 answers per second of wall time
+    goodput: float  # 200 answers within the deadline per second
+    wall_s: float
+    subnets: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+        return (f"{self.trace}: sent {self.sent}  ok {self.ok}  rejected {self.rejected}  shed {self.shed}  "
+                f"errors {self.errors}  SLO attainment {self.slo_attainment:.3f}  "
+                f"served accuracy {fmt(self.served_accuracy, '.4f')}  measured {fmt(self.measured_accuracy, '.4f')}  "
+                f"p50 {fmt(self.p50_ms, '.2f')} ms  p99 {fmt(self.p99_ms, '.2f')} ms  "
+                f"throughput {self.throughput:.1f}/s  subnets {self.subnets}")
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values), q)) if values else None
+
+
+async def run_load(url: str, arrivals: Sequence[float], inputs: np.ndarray, labels: np.ndarray | None = None, *,
+                   deadline_ms: float | None = 100.0, options: dict[str, Any] | None = None,
+                   trace_name: str = "trace", timeout: float = 30.0, max_connections: int = 512) -> LoadReport:
+    """Send ``inputs[i % len]`` at ``arrivals[i]`` seconds; collect outcomes."""
+    import httpx
+
+    check_loopback(url)
+    if len(arrivals) > MAX_REQUESTS:
+        raise SkipswitchError(f"{len(arrivals):,} arrivals exceed the limit {MAX_REQUESTS:,}")
+    payloads = [inputs[i].tolist() for i in range(len(inputs))]
+    extra = {k: v for k, v in (options or {}).items() if v is not None}
+    if deadline_ms is not None:
+        extra["deadline_ms"] = deadline_ms
+    records: list[dict[str, Any]] = []
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout, limits=limits) as client:
+        async def one(i: int, at: float, start: float) -> None:
+            delay = start + at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent = time.perf_counter()
+            record: dict[str, Any] = {"index": i}
+            try:
+                r = await client.post("/v1/predict", json={"inputs": [payloads[i % len(payloads)]], **extra})
+                record["status"] = r.status_code
+                body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            except (httpx.HTTPError, json.JSONDecodeError) as exc:
+                record["status"], body = None, {"error": str(exc)}
+            record["latency_s"] = time.perf_counter() - sent
+            record["body"] = body
+            records.append(record)
+
+        start = time.perf_counter() + 0.05
+        await asyncio.gather(*(one(i, at, start) for i, at in enumerate(arrivals)))
+        wall = max(time.perf_counter() - start, 1e-9)
+
+    return build_report(records, labels, deadline_ms, trace_name, wall)
+
+
+def build_report(records: list[dict[str, Any]], labels: np.ndarray | None, deadline_ms: float | None,
+                 trace_name: str, wall: float) -> LoadReport:
+    """Summarise per-request records (index, status, latency_s, body) into a LoadReport."""
+    ok = [r for r in records if r["status"] == 200]
+    deadline_s = None if deadline_ms is None else deadline_ms / 1e3
+    on_time = [r for r in ok if deadline_s is None or r["latency_s"] <= deadline_s]
+    subnets: dict[str, int] = {}
+    for r in ok:
+        subnets[r["body"].get("subnet", "?")] = subnets.get(r["body"].get("subnet", "?"), 0) + 1
+    correct = None
+    if labels is not None and ok:
+        correct = statistics.fmean(float(r["body"]["predictions"][0] == int(labels[r["index"] % len(labels)]))
+                                   for r in ok)
+    latencies = [r["latency_s"] * 1e3 for r in ok]
+    reasons = [r["body"].get("reason") for r in records if r["status"] == 503]
+    return LoadReport(
+        trace=trace_name, sent=len(records), ok=len(ok), rejected=sum(x != "shed" for x in reasons),
+        shed=sum(x == "shed" for x in reasons), errors=sum(r["status"] not in (200, 503) for r in records),
+        deadline_ms=deadline_ms, slo_attainment=len(on_time) / len(records) if records else 0.0,
+        served_accuracy=statistics.fmean(r["body"]["accuracy"] for r in ok) if ok else None,
+        measured_accuracy=correct, p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
+        throughput=len(ok) / wall, goodput=len(on_time) / wall, wall_s=wall, subnets=dict(sorted(subnets.items())),
+    )
+
+
+def load_inputs(url: str, dataset: str = "digits", seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Test-split inputs (and labels) of ``dataset`` when they fit the served input shape,
+    else random inputs of that shape without labels."""
+    import httpx
+
+    from ..data import load_dataset
+
+    check_loopback(url)
+    try:
+        info = httpx.get(f"{url.rstrip('/')}/v1/subnets", timeout=10).json()
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        raise SkipswitchError(f"no skipswitch server answers at {url} ({exc})") from None
+    shape = tuple(info["input_shape"])
+    ds = load_dataset(dataset, seed=seed)
+    x, y = ds.test.images.numpy(), ds.test.labels.numpy()
+    if tuple(x.shape[1:]) == shape:
+        return x, y
+    return np.random.default_rng(seed).standard_normal((256, *shape)).astype(np.float32), None
+
+
+def replay(scheduler, arrivals: Sequence[float], inputs: np.ndarray, labels: np.ndarray | None = None, *,
+           deadline_ms: float | None = 100.0, trace_name: str = "trace", timeout: float = 120.0) -> LoadReport:
+    """The same open-loop trace submitted straight to a running ``Scheduler`` (no HTTP): isolates
+    switching and policy from HTTP and client overhead. Statuses mirror the server's answers."""
+    import threading
+
+    import torch
+
+    from .scheduler import QueueFull, Result, Shed, ShuttingDown
+
+    if len(arrivals) > MAX_REQUESTS:
+        raise SkipswitchError(f"{len(arrivals):,} arrivals exceed the limit {MAX_REQUESTS:,}")
+    tensors = [torch.from_numpy(np.ascontiguousarray(inputs[i:i + 1], dtype=np.float32)) for i in range(len(inputs))]
+    records: list[dict[str, Any]] = []
+    pending = threading.Semaphore(0)
+    expected = 0
+    start = time.perf_counter() + 0.01
+    for i, at in enumerate(arrivals):
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.perf_counter()
+        record = {"index": i}
+
+        def done(outcome, record=record, sent=sent):
+            record["latency_s"] = time.perf_counter() - sent
+            if isinstance(outcome, Result):
+                record["status"] = 200
+                record["body"] = {"subnet": outcome.subnet, "accuracy": outcome.accuracy,
+                                  "predictions": outcome.outputs.argmax(1).tolist()}
+            else:
+                record["status"] = 503 if isinstance(outcome, (Shed, ShuttingDown)) else 500
+                record["body"] = {"reason": "shed" if isinstance(outcome, Shed) else "error"}
+            records.append(record)
+            pending.release()
+
+        try:
+            scheduler.submit(tensors[i % len(tensors)], deadline_ms=deadline_ms, done=done)
+            expected += 1
+        except QueueFull:
+            records.append({**record, "status": 503, "latency_s": 0.0, "body": {"reason": "queue_full"}})
+    for _ in range(expected):
+        if not pending.acquire(timeout=timeout):
+            raise SkipswitchError("replay timed out waiting for the scheduler")
+    wall = max(time.perf_counter() - start, 1e-9)
+    records.sort(key=lambda r: r["index"])
+    return build_report(records, labels, deadline_ms, trace_name, wall)

@@ -1,0 +1,226 @@
+"""HTTP front end (FastAPI): predict, subnets, health, Prometheus metrics.
+
+``POST /v1/predict`` takes either JSON ``{"inputs": [...], "subnet"?, "accuracy_floor"?,
+"deadline_ms"?}`` or a ``.npy`` body (``Content-Type: application/x-npy`` or
+``application/octet-stream``) with the same options as query parameters. Answers:
+200 with logits, predictions and the subnet that served; 422 ``{"error": one line}`` for
+a malformed body; 503 ``{"error", "reason"}`` when the queue is full, the server is
+draining, or the policy shed the request because its deadline cannot be met.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from ..errors import SkipswitchError
+from .engine import ServingEngine
+from .policy import Policy
+from .scheduler import QueueFull, Result, Scheduler, Shed, ShuttingDown
+
+JSON_FIELDS = ("inputs", "subnet", "accuracy_floor", "deadline_ms")
+NPY_TYPES = ("application/x-npy", "application/octet-stream", "application/npy")
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def _error(status: int, message: str, reason: str | None = None) -> JSONResponse:
+    body = {"error": " ".join(str(message).split())}  # always one line
+    if reason:
+        body["reason"] = reason
+    return JSONResponse(body, status_code=status)
+
+
+def _number(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise SkipswitchError(f"{name}={value!r} must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SkipswitchError(f"{name}={value!r} must be a number") from None
+    if not math.isfinite(number):
+        raise SkipswitchError(f"{name}={value!r} must be finite")
+    return number
+
+
+def _tensor(array: Any, what: str) -> torch.Tensor:
+    try:
+        array = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise SkipswitchError(f"{what} must be a (nested) list of numbers of one rectangular shape") from None
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def parse_predict(body: bytes, content_type: str, query: dict[str, str]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """(inputs, options) from a request body; any problem is a one-line SkipswitchError."""
+    if len(body) > MAX_BODY_BYTES:
+        raise SkipswitchError(f"request body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+    media = content_type.split(";")[0].strip().lower()
+    if media in NPY_TYPES:
+        unknown = sorted(set(query) - set(JSON_FIELDS[1:]))
+        if unknown:
+            raise SkipswitchError(f"unknown query parameter(s) {unknown}; allowed: subnet, accuracy_floor, deadline_ms")
+        try:
+            array = np.load(io.BytesIO(body), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise SkipswitchError(f"body is not a valid .npy array ({str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+            raise SkipswitchError(f".npy array has dtype {array.dtype}; a real numeric dtype is required")
+        x = _tensor(array, ".npy array")
+        options = dict(query)
+    elif media in ("application/json", ""):
+        try:
+            data = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SkipswitchError(f"body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        if not isinstance(data, dict):
+            raise SkipswitchError("JSON body must be an object with an 'inputs' field")
+        unknown = sorted(set(data) - set(JSON_FIELDS))
+        if unknown:
+            raise SkipswitchError(f"unknown field(s) {unknown}; allowed: {', '.join(JSON_FIELDS)}")
+        if "inputs" not in data:
+            raise SkipswitchError("JSON body has no 'inputs' field")
+        x = _tensor(data["inputs"], "'inputs'")
+        options = {k: data[k] for k in JSON_FIELDS[1:] if k in data}
+    else:
+        raise SkipswitchError(f"unsupported Content-Type {media!r}; send application/json or application/x-npy")
+    subnet = options.get("subnet")
+    if subnet is not None and not isinstance(subnet, str):
+        raise SkipswitchError(f"subnet={subnet!r} must be a subnet name string")
+    given = [k for k in ("subnet", "accuracy_floor") if options.get(k) is not None]
+    if len(given) > 1:
+        raise SkipswitchError("give either subnet or accuracy_floor, not both")
+    return x, {"subnet": subnet, "accuracy_floor": _number(options.get("accuracy_floor"), "accuracy_floor"),
+               "deadline_ms": _number(options.get("deadline_ms"), "deadline_ms")}
+
+
+def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
+               default_deadline_ms: float | None = None, drain_timeout: float = 30.0) -> FastAPI:
+    scheduler = Scheduler(engine, policy, capacity=capacity, default_deadline_ms=default_deadline_ms)
+    metrics = scheduler.metrics
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        scheduler.start()
+        yield
+        # uvicorn has already waited for open requests; serve whatever is still queued.
+        await asyncio.to_thread(scheduler.stop, True, drain_timeout)
+
+    app = FastAPI(title="skipswitch serving", lifespan=lifespan)
+    app.state.scheduler = scheduler
+    app.state.engine = engine
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        metrics.inc("requests_total", outcome="invalid")
+        first = exc.errors()[0] if exc.errors() else {}
+        return _error(422, f"invalid {'.'.join(map(str, first.get('loc', ())))}: {first.get('msg', 'bad request')}")
+
+    @app.post("/v1/predict")
+    async def predict(request: Request):
+        body = await request.body()
+        try:
+            x, options = parse_predict(body, request.headers.get("content-type", ""), dict(request.query_params))
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+
+            def done(outcome, future=future):
+                loop.call_soon_threadsafe(lambda: future.done() or future.set_result(outcome))
+
+            scheduler.submit(x, done=done, **options)
+        except SkipswitchError as exc:
+            metrics.inc("requests_total", outcome="invalid")
+            return _error(422, str(exc))
+        except QueueFull as exc:
+            metrics.inc("requests_total", outcome="rejected")
+            return _error(503, str(exc), "queue_full")
+        except ShuttingDown as exc:
+            metrics.inc("requests_total", outcome="rejected")
+            return _error(503, str(exc), "shutting_down")
+        outcome = await future
+        if isinstance(outcome, Result):
+            metrics.inc("requests_total", outcome="ok")
+            logits = outcome.outputs
+            return {"subnet": outcome.subnet, "accuracy": outcome.accuracy,
+                    "predictions": logits.argmax(1).tolist(), "outputs": logits.tolist(),
+                    "latency_ms": outcome.latency_ms, "queue_ms": outcome.queue_ms,
+                    "batch_size": outcome.batch_size, "deadline_met": outcome.deadline_met}
+        if isinstance(outcome, Shed):
+            metrics.inc("requests_total", outcome="shed")
+            return _error(503, str(outcome), "shed")
+        if isinstance(outcome, ShuttingDown):
+            metrics.inc("requests_total", outcome="rejected")
+            return _error(503, str(outcome), "shutting_down")
+        metrics.inc("requests_total", outcome="error")
+        return _error(500, f"inference failed: {type(outcome).__name__}: {outcome}")
+
+    @app.get("/v1/subnets")
+    async def subnets():
+        info = engine.describe()
+        return {"mode": info["mode"], "device": info["device"], "input_shape": info["input_shape"],
+                "max_batch": info["max_batch"], "memory": info["memory"], "subnets": info["subnets"]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok" if scheduler.accepting else "draining", "mode": engine.mode,
+                "active": engine.active.name if engine.active else None, "queue_depth": len(scheduler.queue),
+                "subnets": len(engine.subnets)}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def loopback_socket(host: str = "127.0.0.1", port: int = 0):
+    """A listening-ready TCP socket bound to a loopback address (port 0: a free one)."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SkipswitchError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    return sock
+
+
+@contextmanager
+def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 30.0):
+    """Run ``app`` under uvicorn in a background thread; yields its base URL and shuts it
+    down gracefully (open requests finish, the queue drains) on exit."""
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = loopback_socket(host, port)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    app.state.uvicorn_server = server  # lets a caller ask for a graceful stop (should_exit)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise SkipswitchError("the server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(startup_timeout)
+        sock.close()

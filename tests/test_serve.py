@@ -1,0 +1,467 @@
+"""Serving: switching modes agree with extracted subnets, the policy, the HTTP server."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from skipswitch.errors import SkipswitchError
+from skipswitch.serve import ServingEngine
+from skipswitch.serve.metrics import Metrics, parse_prometheus
+from skipswitch.serve.policy import FixedPolicy, Request, SlackFitPolicy, make_policy
+from skipswitch.serve.scheduler import QueueFull, Result, Scheduler, Shed
+from skipswitch.supernet import supernet_for
+from skipswitch.supernet.bn import recalibrate_bn
+from skipswitch.supernet.io import save_supernet
+
+# Activated subnets and extracted subnets run the same float32 ops on the same values;
+# the budget mode's unified copies are bit-identical, so 1e-5 is loose.
+ATOL = 1e-5
+
+
+def _fixture_supernet():
+    torch.manual_seed(0)
+    supernet = supernet_for("resnet-cifar", num_classes=10, in_channels=1, input_size=8, base_width=8, max_depth=2)
+    space = supernet.space
+    configs = [space.smallest(), space.config([1, 2, 1], [[0.75], [0.5, 1.0], [1.0]], [0.75, 1.0, 0.5]),
+               space.largest()]
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(32, 1, 8, 8, generator=gen) for _ in range(2)]
+    for config in configs[:2]:  # the largest keeps the shared statistics: both paths must handle it
+        recalibrate_bn(supernet, config, batches)
+    return supernet.eval(), configs
+
+
+@pytest.fixture(scope="module")
+def supernet_and_configs():
+    torch.set_num_threads(1)  # stable, fast profiles on a shared 2-core machine
+    return _fixture_supernet()
+
+
+@pytest.fixture(scope="module")
+def shared_engine(supernet_and_configs):
+    """One profiled in-place engine for the HTTP tests (apps are cheap, profiling is not)."""
+    return _engine(supernet_and_configs)
+
+
+def _engine(supernet_and_configs, mode="inplace", **kw):
+    supernet, configs = supernet_and_configs
+    kw.setdefault("batch_sizes", (1, 4, 16))
+    kw.setdefault("profile_repeats", 1)
+    return ServingEngine(supernet, list(zip(configs, [0.6, 0.7, 0.8])), mode=mode, **kw)
+
+
+@pytest.mark.parametrize("mode", ["inplace", "spatial", "temporal", "budget"])
+def test_every_activated_subnet_equals_its_extracted_subnet(supernet_and_configs, mode, tmp_path):
+    supernet, configs = supernet_and_configs
+    engine = _engine(supernet_and_configs, mode, profile=False, work_dir=tmp_path if mode == "temporal" else None)
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    # Visit the subnets in an order with switches both ways (small->large->small).
+    for name in ["s2", "s0", "s1", "s2", "s1", "s0"]:
+        subnet = engine.get(name)
+        expected = supernet.extract(subnet.config).eval()(x)
+        got = engine.infer(name, x)
+        assert torch.allclose(got, expected, atol=ATOL, rtol=0), (mode, name, (got - expected).abs().max())
+    assert engine.switches == 6
+    # Dynamic batching splits back per request exactly.
+    parts = engine.infer_many("s1", [x[:1], x[1:4], x[4:]])
+    assert [p.shape[0] for p in parts] == [1, 3, 2]
+    assert torch.allclose(torch.cat(parts), engine.infer("s1", x), atol=ATOL, rtol=0)
+
+
+def test_subnets_are_ordered_and_profiled(supernet_and_configs, shared_engine):
+    engine = shared_engine
+    assert [s.accuracy for s in engine.subnets] == [0.6, 0.7, 0.8]
+    assert engine.largest.config == supernet_and_configs[1][2]
+    for s in engine.subnets:
+        assert sorted(s.latency) == [1, 4, 16] and all(v > 0 for v in s.latency.values())
+        assert s.latency_for(3) == s.latency[4]
+        assert s.latency_for(32) == pytest.approx(s.latency[16] * 2)
+    assert engine.get(engine.subnets[1].config.key()) is engine.subnets[1]
+    assert [s.per_subnet_bn for s in engine.subnets] == [True, True, False]
+    with pytest.raises(SkipswitchError, match="unknown subnet 'nope'"):
+        engine.get("nope")
+    with pytest.raises(SkipswitchError, match="unknown serving mode"):
+        _engine(supernet_and_configs, "hybrid")
+
+
+def test_resident_memory_of_each_mode(supernet_and_configs):
+    supernet, configs = supernet_and_configs
+    engines = {m: _engine(supernet_and_configs, m, profile=False) for m in ["inplace", "spatial", "temporal", "budget"]}
+    sizes = [supernet.weight_bytes(c) for c in configs]
+    assert engines["spatial"].resident_bytes() == sum(sizes)
+    assert engines["temporal"].resident_bytes() == 0
+    engines["temporal"].activate("s1")
+    assert engines["temporal"].resident_bytes() == sizes[1]
+    budget = engines["budget"].backend
+    # PB: what all subnets read; DB: the largest dynamic part, here the largest subnet's rest.
+    shared_all = sum(t.numel() * 4 for t in budget.pb.values())
+    assert budget.persistent_bytes() == shared_all > 0
+    assert budget.dynamic_bytes() == max(sizes) - shared_all
+    assert engines["budget"].resident_bytes() == max(sizes)
+    assert engines["budget"].resident_bytes() < engines["spatial"].resident_bytes()
+    # In place: the supernet trimmed to the Pareto set's bounding box (all of it here, since the
+    # largest subnet is in the set) plus the stored per-subnet BN statistics.
+    full = sum(t.numel() * 4 for k, t in supernet.state_dict().items() if not k.endswith("num_batches_tracked"))
+    stats = sum(t.numel() * 4 for c in configs[:2] for t in supernet.bn_stats[c.key()].values())
+    assert engines["inplace"].resident_bytes() == full + stats
+    small = ServingEngine(supernet, [(configs[0], 0.5), (configs[1], 0.6)], profile=False)
+    assert small.resident_bytes() < full
+    x = torch.randn(2, 1, 8, 8)
+    for s in small.subnets:  # trimming keeps every served subnet's outputs
+        assert torch.allclose(small.infer(s.name, x), supernet.extract(s.config).eval()(x), atol=ATOL, rtol=0)
+    # A switch copies exactly the subnet's bytes outside the persistent buffer.
+    budget.bytes_copied = 0
+    engines["budget"].activate("s0")
+    assert budget.bytes_copied == sizes[0] - shared_all
+
+
+def test_checkpoint_round_trip_and_pareto_file(supernet_and_configs, tmp_path):
+    supernet, configs = supernet_and_configs
+    path = tmp_path / "supernet.safetensors"
+    save_supernet(path, supernet, {"dataset": {"name": "digits", "seed": 0}})
+    pareto = tmp_path / "pareto.json"
+    pareto.write_text(json.dumps({"pareto": [{"config": c.to_dict(), "val_acc": a}
+                                             for c, a in zip(configs, [0.5, 0.9, 0.7])]}))
+    engine = ServingEngine.from_checkpoint(path, pareto, profile=False)
+    assert [s.accuracy for s in engine.subnets] == [0.5, 0.7, 0.9]
+    x = torch.randn(3, 1, 8, 8)
+    for s in engine.subnets:
+        assert torch.allclose(engine.infer(s.name, x), supernet.extract(s.config).eval()(x), atol=ATOL, rtol=0)
+    # Without a Pareto file: the subnets with stored BN statistics, accuracy measured.
+    stored = ServingEngine.from_checkpoint(path, profile=False)
+    assert {s.config.key() for s in stored.subnets} == {c.key() for c in configs[:2]}
+    assert all(0 <= s.accuracy <= 1 for s in stored.subnets)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"config": configs[0].to_dict()}]))
+    with pytest.raises(SkipswitchError, match="entry 0 has no accuracy"):
+        ServingEngine.from_checkpoint(path, bad, profile=False)
+
+
+# -- policy -------------------------------------------------------------------------------------
+class _FakeEngine:
+    """Just what a policy reads: subnets with accuracy and latency, active subnet, switch cost."""
+
+    def __init__(self, engine):
+        self.subnets, self.max_batch, self.active, self.switch_estimate = engine.subnets, 16, None, 0.0
+        for s, per_example in zip(self.subnets, [1e-3, 2e-3, 4e-3]):
+            s.latency = {b: per_example * b for b in (1, 4, 16)}
+        self.largest, self.smallest = self.subnets[-1], self.subnets[0]
+
+    def get(self, name):
+        return next(s for s in self.subnets if s.name == name)
+
+
+def _req(i, now, deadline_ms=None, **kw):
+    return Request(i, torch.zeros(1, 1, 8, 8), now, None if deadline_ms is None else now + deadline_ms / 1e3, **kw)
+
+
+def test_slackfit_serves_most_accurate_that_fits_and_degrades_then_sheds(supernet_and_configs):
+    engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
+    policy, now = SlackFitPolicy(), 100.0
+    # One request, loose deadline: the most accurate subnet.
+    d = policy.decide([_req(0, now, 50)], now, engine)
+    assert d.subnet.name == "s2" and len(d.batch) == 1 and not d.shed
+    # Eight requests, 20 ms: s2 needs 64 ms for the batch (profile 16 -> 4 ms/ex), s1 32, s0 16.
+    queue = [_req(i, now, 20) for i in range(8)]
+    d = policy.decide(queue, now, engine)
+    assert d.subnet.name == "s0" and len(d.batch) == 8
+    # A floor keeps the batch above it: it shrinks the batch instead.
+    queue = [_req(i, now, 20, accuracy_floor=0.7) for i in range(8)]
+    d = policy.decide(queue, now, engine)
+    assert d.subnet.accuracy >= 0.7 and d.subnet.latency_for(sum(r.size for r in d.batch)) <= 0.020
+    # Already hopeless requests are shed with a reason, the rest served.
+    queue = [_req(0, now - 1, 1), _req(1, now, 50)]
+    d = policy.decide(queue, now, engine)
+    assert [r.id for r, _ in d.shed] == [0] and "shed" in d.shed[0][1] and [r.id for r in d.batch] == [1]
+    # A costly switch (temporal mode) counts: with 10 ms of slack, stay on the active subnet.
+    engine.active, engine.switch_estimate = engine.get("s0"), 0.015
+    d = policy.decide([_req(0, now, 10)], now, engine)
+    assert d.subnet.name == "s0"
+    engine.switch_estimate = 0.0
+    assert policy.decide([_req(0, now, 10)], now, engine).subnet.name == "s2"
+    # A named subnet is always honoured.
+    d = policy.decide([_req(0, now, 1, subnet=engine.get("s2"))], now, engine)
+    assert d.subnet.name == "s2" and not d.shed
+    assert FixedPolicy("s0").decide([_req(0, now, 1000)], now, engine).subnet.name == "s0"
+    with pytest.raises(SkipswitchError, match="unknown policy"):
+        make_policy("best", engine)
+
+
+# -- scheduler and HTTP -------------------------------------------------------------------------
+def test_scheduler_drains_every_accepted_request(shared_engine):
+    engine = shared_engine
+    scheduler = Scheduler(engine, make_policy("slackfit", engine), capacity=8)
+    outcomes = []
+    accepted = rejected = 0
+    for i in range(40):  # worker not started yet: the queue fills
+        try:
+            scheduler.submit(torch.randn(1, 1, 8, 8), done=outcomes.append)
+            accepted += 1
+        except QueueFull:
+            rejected += 1
+    assert (accepted, rejected) == (8, 32)
+    scheduler.start()
+    scheduler.stop(drain=True, timeout=30)
+    assert len(outcomes) == 8 and all(isinstance(o, Result) for o in outcomes)
+    assert scheduler.metrics.total("served_total") == 8
+
+
+@pytest.fixture()
+def client(shared_engine):
+    from fastapi.testclient import TestClient
+
+    from skipswitch.serve.server import create_app
+
+    engine = shared_engine
+    engine.active = None  # every test starts with no subnet active
+    app = create_app(engine, make_policy("slackfit", engine), capacity=4)
+    with TestClient(app) as c:
+        yield c
+
+
+def test_predict_json_npy_and_subnets(client, supernet_and_configs):
+    supernet, configs = supernet_and_configs
+    x = torch.randn(2, 1, 8, 8)
+    r = client.post("/v1/predict", json={"inputs": x.tolist(), "subnet": "s1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["subnet"] == "s1" and len(body["predictions"]) == 2
+    expected = supernet.extract(configs[1]).eval()(x)
+    assert np.allclose(body["outputs"], expected.detach().numpy(), atol=ATOL)
+    buf = io.BytesIO()
+    np.save(buf, x[0].numpy())  # one example without a batch dimension
+    r = client.post("/v1/predict?accuracy_floor=0.75", content=buf.getvalue(),
+                    headers={"Content-Type": "application/x-npy"})
+    assert r.status_code == 200 and r.json()["subnet"] == "s2"
+    r = client.get("/v1/subnets")
+    assert [s["name"] for s in r.json()["subnets"]] == ["s0", "s1", "s2"]
+    assert client.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("body,ctype,message", [
+    (b"{not json", "application/json", "not valid JSON"),
+    (b"[1, 2]", "application/json", "must be an object"),
+    (b'{"input": [1]}', "application/json", "unknown field"),
+    (b'{"inputs": [[1, 2], [3]]}', "application/json", "rectangular"),
+    (b'{"inputs": [1, 2, 3]}', "application/json", "does not match the served input"),
+    (json.dumps({"inputs": torch.zeros(1, 8, 8).tolist(), "subnet": "s9"}).encode(), "application/json", "unknown subnet"),
+    (json.dumps({"inputs": torch.zeros(1, 8, 8).tolist(), "deadline_ms": -3}).encode(), "application/json", "deadline_ms"),
+    (json.dumps({"inputs": torch.zeros(1, 8, 8).tolist(), "accuracy_floor": 0.99}).encode(), "application/json",
+     "above the most accurate"),
+    (json.dumps({"inputs": torch.zeros(1, 8, 8).tolist(), "subnet": "s0", "accuracy_floor": 0.5}).encode(),
+     "application/json", "either subnet or accuracy_floor"),
+    (b"\x93NUMPY garbage", "application/x-npy", "not a valid .npy"),
+    (b"hello", "text/plain", "unsupported Content-Type"),
+])
+def test_malformed_bodies_get_422_with_one_line(client, body, ctype, message):
+    r = client.post("/v1/predict", content=body, headers={"Content-Type": ctype})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert message in error and "\n" not in error
+
+
+def test_nan_input_is_422(client):
+    body = json.dumps({"inputs": [[[float("nan")] * 8] * 8]}).encode()  # Python's json writes NaN
+    r = client.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "NaN" in r.json()["error"]
+
+
+def test_metrics_count_requests_switches_and_misses(client):
+    x = torch.zeros(1, 1, 8, 8).tolist()
+    for name in ["s0", "s0", "s2", "s1"]:
+        assert client.post("/v1/predict", json={"inputs": x, "subnet": name}).status_code == 200
+    assert client.post("/v1/predict", json={"inputs": "x"}).status_code == 422
+    # A deadline no subnet can meet: shed (503) and counted as an SLO miss.
+    r = client.post("/v1/predict", json={"inputs": x, "deadline_ms": 1e-6})
+    assert r.status_code == 503 and r.json()["reason"] == "shed"
+    m = parse_prometheus(client.get("/metrics").text)
+    assert m['skipswitch_requests_total{outcome="ok"}'] == 4
+    assert m['skipswitch_requests_total{outcome="invalid"}'] == 1
+    assert m['skipswitch_requests_total{outcome="shed"}'] == 1
+    assert m["skipswitch_switches_total"] == 3  # s0, s2, s1
+    assert m["skipswitch_slo_misses_total"] == 1
+    assert m['skipswitch_served_total{subnet="s0"}'] == 2
+    assert m['skipswitch_request_latency_seconds_count{subnet="s0"}'] == 2
+    assert m['skipswitch_request_latency_seconds_bucket{le="+Inf",subnet="s0"}'] == 2
+    assert m["skipswitch_batch_size_count"] == 4
+
+
+def test_overload_gets_503_and_never_drops_an_accepted_request(shared_engine):
+    """A real uvicorn server on a random loopback port, flooded by concurrent clients."""
+    import asyncio
+
+    import httpx
+
+    from skipswitch.serve.server import create_app
+    from skipswitch.serve.server import run_in_thread
+
+    engine = shared_engine
+    app = create_app(engine, make_policy("fixed-largest", engine), capacity=4)
+    with run_in_thread(app) as url:
+        async def flood():
+            payload = {"inputs": torch.zeros(1, 1, 8, 8).tolist()}
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                return await asyncio.gather(*(http.post("/v1/predict", json=payload) for _ in range(60)))
+
+        responses = asyncio.run(flood())
+        codes = [r.status_code for r in responses]
+        assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) >= 4
+        assert all(r.json()["reason"] == "queue_full" for r in responses if r.status_code == 503)
+        m = parse_prometheus(httpx.get(f"{url}/metrics").text)
+        # Every accepted request was answered: served == ok == 200s; rejected == 503s.
+        assert m['skipswitch_requests_total{outcome="ok"}'] == codes.count(200) == m['skipswitch_served_total{subnet="s2"}']
+        assert m['skipswitch_requests_total{outcome="rejected"}'] == codes.count(503)
+        assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+def test_metrics_render_histogram_cumulative():
+    m = Metrics()
+    m.histogram("lat", "h", (0.1, 1.0))
+    for v in (0.05, 0.5, 5.0):
+        m.observe("lat", v)
+    parsed = parse_prometheus(m.render())
+    assert parsed['skipswitch_lat_bucket{le="0.1"}'] == 1
+    assert parsed['skipswitch_lat_bucket{le="1"}'] == 2
+    assert parsed['skipswitch_lat_bucket{le="+Inf"}'] == 3 == parsed["skipswitch_lat_count"]
+    assert parsed["skipswitch_lat_sum"] == pytest.approx(5.55)
+
+
+def test_graceful_shutdown_answers_every_request_in_flight(shared_engine):
+    import asyncio
+
+    import httpx
+
+    from skipswitch.serve.server import create_app, run_in_thread
+
+    engine = shared_engine
+    app = create_app(engine, make_policy("fixed-largest", engine), capacity=64)
+    with run_in_thread(app) as url:
+        async def send_then_stop():
+            payload = {"inputs": torch.zeros(1, 1, 8, 8).tolist()}
+            async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+                tasks = [asyncio.create_task(http.post("/v1/predict", json=payload)) for _ in range(30)]
+                while not app.state.scheduler.queue and not any(t.done() for t in tasks):
+                    await asyncio.sleep(0.001)
+                app.state.uvicorn_server.should_exit = True  # what SIGINT/SIGTERM do
+                return await asyncio.gather(*tasks)
+
+        responses = asyncio.run(send_then_stop())
+    assert [r.status_code for r in responses] == [200] * 30
+    assert not app.state.scheduler.queue and not app.state.scheduler.accepting
+
+
+# -- load generator and CLI -----------------------------------------------------------------------
+def test_traces_have_the_requested_rate_and_shape(tmp_path):
+    from skipswitch.serve.loadgen import check_loopback, make_trace, read_trace
+
+    poisson = make_trace("poisson", 200, 20, seed=1)
+    assert abs(len(poisson) - 4000) < 4 * 4000 ** 0.5 and all(0 <= t < 20 for t in poisson)
+    bursty = make_trace("bursty", 200, 20, seed=1)
+    assert abs(len(bursty) - 4000) < 4 * 4000 ** 0.5
+    in_burst = sum((t % 1.0) < 0.2 for t in bursty)
+    # bursts: 20% of the time at 4x the mean rate -> 80% of the arrivals
+    assert 0.75 < in_burst / len(bursty) < 0.85
+    f = tmp_path / "trace.txt"
+    f.write_text("0\n0.5\n0.5\n2.5\n")
+    assert read_trace(f, duration=2.0) == [0.0, 0.5, 0.5]
+    f.write_text("1\n0.5\n")
+    with pytest.raises(SkipswitchError, match="non-decreasing"):
+        read_trace(f)
+    with pytest.raises(SkipswitchError, match="more than the limit"):
+        make_trace("poisson", 1e6, 100)
+    with pytest.raises(SkipswitchError, match="unknown trace"):
+        make_trace("flat", 1, 1)
+    for url in ("http://127.0.0.1:8000", "http://localhost:1", "http://[::1]:80"):
+        assert check_loopback(url) == url
+    for url in ("http://10.0.0.1:8000", "https://example.com"):
+        with pytest.raises(SkipswitchError, match="non-loopback"):
+            check_loopback(url)
+
+
+@pytest.mark.slow
+def test_cli_serve_and_loadgen_end_to_end(supernet_and_configs, tmp_path):
+    """`skipswitch serve` in a subprocess, `skipswitch loadgen` against it, SIGINT drains."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    supernet, configs = supernet_and_configs
+    ckpt = tmp_path / "supernet.safetensors"
+    save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
+    pareto = tmp_path / "pareto.json"
+    pareto.write_text(json.dumps({"pareto": [{"config": c.to_dict(), "val_acc": a}
+                                             for c, a in zip(configs, [0.6, 0.7, 0.8])]}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
+                               "--port", str(port), "--max-batch", "4"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+            time.sleep(0.2)
+        report = tmp_path / "report.json"
+        done = subprocess.run([sys.executable, "-m", "skipswitch.cli", "loadgen", "--trace", "poisson", "--rate", "40",
+                               "--duration", "1.5", "--url", url, "--deadline-ms", "500", "--out", str(report)],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        data = json.loads(report.read_text())
+        assert data["sent"] > 20 and data["ok"] + data["rejected"] + data["shed"] + data["errors"] == data["sent"]
+        assert data["errors"] == 0 and data["p50_ms"] is not None and 0 <= data["slo_attainment"] <= 1
+        assert set(data["subnets"]) <= {"s0", "s1", "s2"} and 0.6 <= data["served_accuracy"] <= 0.8
+        m = parse_prometheus(httpx.get(f"{url}/metrics").text)
+        assert m['skipswitch_requests_total{outcome="ok"}'] == data["ok"]
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, out
+    assert "serving 3 subnets" in out and "Traceback" not in out
+
+
+def test_direct_replay_accounts_for_every_request(shared_engine, digits):
+    from skipswitch.serve.loadgen import make_trace, replay
+
+    engine = shared_engine
+    scheduler = Scheduler(engine, make_policy("slackfit", engine), capacity=64)
+    scheduler.start()
+    arrivals = make_trace("poisson", 100, 0.3, seed=3)
+    report = replay(scheduler, arrivals, digits.test.images.numpy(), digits.test.labels.numpy(), deadline_ms=2000)
+    scheduler.stop()
+    assert report.sent == len(arrivals) == report.ok + report.shed + report.rejected + report.errors
+    assert report.ok == scheduler.metrics.total("served_total") and report.errors == 0
+    assert report.served_accuracy is not None and 0.6 <= report.served_accuracy <= 0.8
+    assert sum(report.subnets.values()) == report.ok
+
+
+def test_online_profile_tracks_observed_batch_times(supernet_and_configs):
+    engine = _engine(supernet_and_configs, profile=False)
+    subnet = engine.get("s1")
+    subnet.latency = {1: 0.001, 4: 0.004, 16: 0.016}
+    engine.observe(subnet, 3, 0.014)  # bucket 4 moves 20% of the way to 14 ms
+    assert subnet.latency[4] == pytest.approx(0.8 * 0.004 + 0.2 * 0.014)
+    assert subnet.latency[1] == 0.001 and subnet.latency[16] == 0.016
+    engine.observe(subnet, 64, 1.0)  # beyond the largest profiled batch: ignored
+    assert subnet.latency[16] == 0.016
+    engine.online_profile = False
+    engine.observe(subnet, 1, 1.0)
+    assert subnet.latency[1] == 0.001
