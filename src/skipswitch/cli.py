@@ -151,10 +151,10 @@ def models_cmd():
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Directory for every step's outputs and the report; a rerun resumes."),
-    model: str = typer.Option("resnet20", help="Model for the Tailor steps."),
+    model: Optional[str] = typer.Option(None, help="Model for the Tailor steps [default: resnet20, resnet8 with --quick]."),
     dataset: str = typer.Option("digits", help="Dataset (digits is embedded: no download)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs per training step [default: 30, or blocks + 3 with --quick]."),
-    quick: bool = typer.Option(False, "--quick", help="A fast run of every step (smaller budgets)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per Tailor training step [default: 30, or blocks + 3 with --quick]."),
+    quick: bool = typer.Option(False, "--quick", help="Every step with small budgets (about 2 minutes on 2 cores)."),
     quiet: bool = QuietOpt,
 ):
     """Run the whole system on digits and write report.html / report.md with every figure."""
@@ -163,6 +163,7 @@ def demo(
 
     if epochs is not None and epochs < 1:
         raise SkipswitchError(f"--epochs must be positive, got {epochs}")
+    model = model or ("resnet8" if quick else "resnet20")
     if model not in list_models():
         raise SkipswitchError(f"unknown model {model!r}; known models: {', '.join(list_models())}")
     settings = DemoSettings(out=out, model=model, dataset=dataset, quick=quick, quiet=quiet)

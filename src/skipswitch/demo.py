@@ -47,7 +47,7 @@ class DemoSettings:
     # Budgets of the later steps: --quick keeps every step but shrinks it.
     @property
     def supernet_epochs(self) -> int:
-        return 4 if self.quick else 20
+        return 3 if self.quick else 20
 
     @property
     def search_budget(self) -> tuple[int, int]:  # NSGA-II population, generations
@@ -186,7 +186,9 @@ def _hls4ml(s: DemoSettings, d: Path) -> Section:
 def _supernet(s: DemoSettings, d: Path) -> Section:
     run_command(["supernet", "train", "--space", "resnet-cifar", "--dataset", s.dataset, "--skip-mode", "short",
                  "--epochs", s.supernet_epochs, "--out", d, "--resume", *s.quiet_flag()])
-    m = _results(d)["supernet_metrics"]
+    from .checkpoint import read_metadata
+
+    m = read_metadata(d / "supernet.safetensors")["metrics"]
     return Section(title="Short-skip weight-sharing supernet (resnet-cifar space, sandwich rule)",
                    header=["subnet", "test acc (%)"],
                    rows=[["largest", _pct(m["largest_test_acc"])], ["smallest", _pct(m["smallest_test_acc"])]],
@@ -230,6 +232,68 @@ def _accel(s: DemoSettings, d: Path) -> Section:
     return section
 
 
+# -- Serving ----------------------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve(s: DemoSettings, d: Path) -> Section:
+    """`skipswitch serve` in a child process on loopback, `skipswitch loadgen` against it, then Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    ckpt = s.path("search", "supernet.safetensors")
+    log = (d / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto",
+                               str(s.path("search", "pareto.json")), "--port", str(port)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                raise SkipswitchError(f"the server exited with code {server.returncode}; see {d / 'server.log'}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SkipswitchError(f"the server did not become healthy within 120 s; see {d / 'server.log'}")
+            time.sleep(0.5)
+        duration = 4 if s.quick else 15
+        section = Section(title="Serving with in-place subnet switching (loopback HTTP, SlackFit policy)",
+                          header=["trace", "requests", "SLO attainment", "served acc (%)", "p50 (ms)", "p99 (ms)",
+                                  "throughput (req/s)"])
+        for trace in ("poisson", "bursty"):
+            report_path = d / f"loadgen-{trace}.json"
+            run_command(["loadgen", "--trace", trace, "--rate", 30, "--duration", duration, "--url", url,
+                         "--deadline-ms", 100, "--out", report_path])
+            r = json.loads(report_path.read_text())
+            fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731  (None when nothing was served)
+            section.rows.append([trace, r["sent"], f"{r['slo_attainment']:.3f}",
+                                 "n/a" if r["served_accuracy"] is None else _pct(r["served_accuracy"]),
+                                 fmt(r["p50_ms"], ".1f"), fmt(r["p99_ms"], ".1f"), f"{r['throughput']:.1f}"])
+        metrics = httpx.get(f"{url}/metrics", timeout=5.0).text
+        switches = [line for line in metrics.splitlines() if line.startswith("skipswitch_switches_total")]
+        section.notes.append(f"{duration} s per trace at 30 requests/s, deadline 100 ms; " + (switches[0] if switches else ""))
+        return section
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
 def demo_steps() -> list[Step]:
     return [
         Step("teacher", "Teacher (long skips)", _teacher),
@@ -240,6 +304,7 @@ def demo_steps() -> list[Step]:
         Step("supernet", "Short-skip supernet", _supernet),
         Step("search", "Pareto search", _search),
         Step("accel", "FastSwitch DSE and switching", _accel),
+        Step("serve", "Serving benchmark on loopback", _serve),
     ]
 
 
