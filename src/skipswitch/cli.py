@@ -165,6 +165,11 @@ def demo(
     run_demo(out, model=model, dataset=dataset, epochs=epochs, quick=quick, quiet=quiet)
 
 
+from .federated import cli as fed_cli  # noqa: E402  (typer only; torch and flwr load inside the commands)
+
+app.add_typer(fed_cli.app, name="fed")
+
+
 def main() -> None:
     try:
         app()
