@@ -165,6 +165,10 @@ def demo(
     run_demo(out, model=model, dataset=dataset, epochs=epochs, quick=quick, quiet=quiet)
 
 
+# Sub-command groups, imported after the shared options above (their modules reuse them).
+from .supernet import cli as supernet_cli  # noqa: E402
+
+app.add_typer(supernet_cli.app, name="supernet")
 from .federated import cli as fed_cli  # noqa: E402  (typer only; torch and flwr load inside the commands)
 
 app.add_typer(fed_cli.app, name="fed")

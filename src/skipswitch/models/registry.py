@@ -44,6 +44,8 @@ def create_model(
 def create_model_from_config(config: dict) -> nn.Module:
     """Rebuild a model from the ``config`` dict our models expose (as stored in checkpoints)."""
     try:
+        if "arch" in config:
+            return _from_arch(config)
         return create_model(
             config["name"],
             num_classes=int(config["num_classes"]),
@@ -53,3 +55,19 @@ def create_model_from_config(config: dict) -> nn.Module:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SkipswitchError(f"malformed model config {config!r}: {exc}") from None
+
+
+def _from_arch(config: dict) -> nn.Module:
+    """Rebuild a model with explicit per-block channels (e.g. an extracted supernet subnet)."""
+    from .resnet import BLOCK_TYPES, ResNet
+
+    arch = config["arch"]
+    if arch["block"] not in BLOCK_TYPES:
+        raise SkipswitchError(f"unknown block type {arch['block']!r} in model config; choose {', '.join(BLOCK_TYPES)}")
+    stage_widths = [stage[-1][1] if stage else 0 for stage in arch["block_channels"]]
+    return ResNet(
+        BLOCK_TYPES[arch["block"]], list(arch["stage_blocks"]), stage_widths,
+        num_classes=int(config["num_classes"]), in_channels=int(config["in_channels"]),
+        input_size=tuple(config["input_size"]), stem=arch["stem"], stem_channels=int(arch["stem_channels"]),
+        skip_mode=list(config["skip_modes"]), name=config["name"], block_channels=arch["block_channels"],
+    )

@@ -63,17 +63,25 @@ class ResidualBlock(nn.Module):
 
 class BasicBlock(ResidualBlock):
     """Two 3x3 convs. Long: relu(bn2(conv2(h)) + sc(x)). Short (Tailor reference):
-    h = relu(bn1(conv1(x))) + sc(x); out = relu(bn2(conv2(h))) + h."""
+    h = relu(bn1(conv1(x))) + sc(x); out = relu(bn2(conv2(h))) + h.
+
+    ``mid_channels`` (conv1's output, default ``out_channels``) lets elastic supernets
+    shrink a block's inner width; short mode needs it equal to ``out_channels``
+    because its second skip adds ``h`` to the block output unprojected."""
 
     expansion = 1
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, skip_mode: str = "long"):
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int = 1, skip_mode: str = "long",
+        mid_channels: int | None = None,
+    ):
         super().__init__()
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        mid_channels = out_channels if mid_channels is None else mid_channels
+        self.in_channels, self.mid_channels, self.out_channels, self.stride = in_channels, mid_channels, out_channels, stride
+        self.conv1 = nn.Conv2d(in_channels, mid_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid_channels)
         self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(mid_channels, out_channels, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.relu2 = nn.ReLU()
         self.needs_projection = stride != 1 or in_channels != out_channels
@@ -83,6 +91,11 @@ class BasicBlock(ResidualBlock):
 
     def set_skip_mode(self, mode: str, zero_init_new: bool = True) -> list[nn.Parameter]:
         check_skip_mode(mode)
+        if mode == "short" and self.mid_channels != self.out_channels:
+            raise SkipswitchError(
+                f"short skip mode needs mid_channels == out_channels in a basic block, "
+                f"got {self.mid_channels} and {self.out_channels}"
+            )
         created: list[nn.Module | None] = []
         # The long shortcut and the first short skip map x to the same shape, so
         # shortening reuses the teacher's projection: basic blocks gain no parameters.
@@ -117,10 +130,16 @@ class Bottleneck(ResidualBlock):
 
     expansion = 4
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1, skip_mode: str = "long"):
+    def __init__(
+        self, in_channels: int, width: int, stride: int = 1, skip_mode: str = "long",
+        out_channels: int | None = None,
+    ):
         super().__init__()
-        out_channels = width * self.expansion
+        # ``width`` is the inner (mid) width; elastic supernets set ``out_channels``
+        # explicitly because their expand ratio is not always 1/4.
+        out_channels = width * self.expansion if out_channels is None else out_channels
         self.in_channels, self.width, self.out_channels, self.stride = in_channels, width, out_channels, stride
+        self.mid_channels = width
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu1 = nn.ReLU()
@@ -180,6 +199,17 @@ class Bottleneck(ResidualBlock):
         return self.relu3(out)
 
 
+def _make_block(block: type, in_channels: int, mid: int, out: int, stride: int, mode: str) -> ResidualBlock:
+    if block is BasicBlock:
+        return BasicBlock(in_channels, out, stride, mode, mid_channels=mid)
+    if block is Bottleneck:
+        return Bottleneck(in_channels, mid, stride, mode, out_channels=out)
+    raise SkipswitchError(f"unknown block type {block.__name__}; choose BasicBlock or Bottleneck")
+
+
+BLOCK_TYPES = {"BasicBlock": BasicBlock, "Bottleneck": Bottleneck}
+
+
 def _downsampled(size: int, stride: int) -> int:
     # Output size of a 3x3/pad-1 conv (and of the 7x7/pad-3 stem and 3x3/pad-1 max pool).
     return (size - 1) // stride + 1
@@ -205,7 +235,11 @@ class ResNet(nn.Module):
         stem_channels: int | None = None,
         skip_mode: str | Sequence[str] = "long",
         name: str = "resnet",
+        block_channels: Sequence[Sequence[Sequence[int]]] | None = None,
     ):
+        """``block_channels`` (optional) gives every block's ``(mid, out)`` channels, one
+        list per stage with ``stage_blocks[s]`` entries; it overrides ``stage_widths``.
+        Subnets extracted from an elastic supernet are built this way."""
         super().__init__()
         if num_classes < 1:
             raise SkipswitchError(f"num_classes must be positive, got {num_classes}")
@@ -242,14 +276,30 @@ class ResNet(nn.Module):
         for mode in modes:
             check_skip_mode(mode)
 
+        if block_channels is not None:
+            block_channels = [[(int(mid), int(out)) for mid, out in stage] for stage in block_channels]
+            if [len(stage) for stage in block_channels] != list(stage_blocks):
+                raise SkipswitchError(
+                    f"block_channels has {[len(stage) for stage in block_channels]} blocks per stage "
+                    f"but stage_blocks is {list(stage_blocks)}"
+                )
+        self.block_type = block.__name__
+        self.stage_blocks = [int(c) for c in stage_blocks]
+        self.block_channels = block_channels
+        self.stem_channels = stem_channels
+
         stages = []
         channels, index = stem_channels, 0
-        for stage_index, (count, stage_width) in enumerate(zip(stage_blocks, stage_widths)):
+        for stage_index, count in enumerate(stage_blocks):
             blocks = []
             for block_index in range(count):
                 stride = 2 if (stage_index > 0 and block_index == 0) else 1
-                blocks.append(block(channels, stage_width, stride, modes[index]))
-                channels = stage_width * block.expansion
+                if block_channels is None:
+                    blocks.append(block(channels, stage_widths[stage_index], stride, modes[index]))
+                else:
+                    mid, out = block_channels[stage_index][block_index]
+                    blocks.append(_make_block(block, channels, mid, out, stride, modes[index]))
+                channels = blocks[-1].out_channels
                 height, width = _downsampled(height, stride), _downsampled(width, stride)
                 index += 1
             stages.append(nn.Sequential(*blocks))
@@ -260,7 +310,8 @@ class ResNet(nn.Module):
         self.feature_channels = channels
 
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            # Skipped on the meta device (shape-only builds): meta normal_ pulls in torch._dynamo.
+            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     # -- skip-mode API -----------------------------------------------------------------
@@ -284,14 +335,26 @@ class ResNet(nn.Module):
 
     @property
     def config(self) -> dict:
-        """Everything ``create_model`` needs to rebuild this architecture."""
-        return {
+        """Everything ``create_model`` needs to rebuild this architecture.
+
+        Models built with explicit ``block_channels`` (not in the registry) carry an
+        ``arch`` entry that ``create_model_from_config`` rebuilds them from."""
+        config = {
             "name": self.name,
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
             "input_size": list(self.input_size),
             "skip_modes": self.skip_modes,
         }
+        if self.block_channels is not None:
+            config["arch"] = {
+                "block": self.block_type,
+                "stage_blocks": list(self.stage_blocks),
+                "block_channels": [[list(pair) for pair in stage] for stage in self.block_channels],
+                "stem": self.stem_type,
+                "stem_channels": self.stem_channels,
+            }
+        return config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
