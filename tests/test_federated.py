@@ -18,6 +18,16 @@ pytest.importorskip("flwr")
 SMALL = {"space_args": {"base_width": 8, "max_depth": 2}, "batch_size": 64, "eval_every": 0}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Local recomputation of client updates is tiny: one torch thread avoids oversubscribing
+    a busy machine (and matches the in-process grid, which trains clients with one thread each)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _space():
     from skipswitch.supernet import get_space
 
@@ -274,3 +284,18 @@ def test_flower_simulation_with_30_percent_failures(tmp_path):
     # Ray actors run torch with their own intra-op thread count, so float sums may round
     # differently from this process: 1e-4 absolute on weights of magnitude ~0.1-1.
     _assert_states_close(_state_of(tmp_path / "supernet.safetensors"), expected, atol=1e-4)
+
+
+def test_deployment_apps_read_the_flower_run_config():
+    from skipswitch.federated import apps
+    from skipswitch.federated.config import fed_config_from_run_config
+
+    assert apps.server_app is not None and apps.client_app is not None
+    config = fed_config_from_run_config({"clients": 4, "space-args": '{"base_width": 8}', "fail-fraction": 0.25,
+                                         "round-timeout-s": 30.0, "profiles": ""})
+    assert (config.clients, config.space_args, config.fail_fraction, config.round_timeout_s, config.profiles) == \
+        (4, {"base_width": 8}, 0.25, 30.0, None)
+    with pytest.raises(SkipswitchError, match="invalid bogus=1"):
+        fed_config_from_run_config({"bogus": 1})
+    with pytest.raises(SkipswitchError, match="space-args='{' is not JSON"):
+        fed_config_from_run_config({"space-args": "{"})

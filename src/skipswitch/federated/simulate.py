@@ -85,15 +85,23 @@ class LocalGrid(_GridBase):
     def __init__(self, client_app, num_nodes: int, first_node_id: int = 1001):
         from flwr.app import Context, RecordDict
         from flwr.common.constant import SUPERLINK_NODE_ID
-        from flwr.supercore.task_identity import TaskIdentity
 
-        # Messages take their run and sender from the process's task identity, which the
-        # Flower runtimes set; here we are the runtime.
+        try:  # flwr >= 1.41: messages take their run and sender from the process's task identity,
+            # which the Flower runtimes set; here we are the runtime.
+            from flwr.supercore.task_identity import TaskIdentity
+        except ImportError:
+            TaskIdentity = None
         for attr, value in (("run_id", 1), ("task_id", 1), ("node_id", SUPERLINK_NODE_ID)):
             try:
-                getattr(TaskIdentity, attr)
+                getattr(TaskIdentity, attr) if TaskIdentity is not None else None
             except RuntimeError:
                 setattr(TaskIdentity, attr, value)
+        import torch
+
+        # Several clients train at once in this process: one intra-op thread each, else their
+        # thread pools oversubscribe the cores (measured 20x slower steps on a busy 2-core host).
+        self._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
         self.client_app = client_app
         self.contexts = {first_node_id + i: Context(run_id=1, node_id=first_node_id + i,
                                                     node_config={"partition-id": i, "num-partitions": num_nodes},
@@ -167,7 +175,10 @@ class LocalGrid(_GridBase):
         return replies
 
     def close(self) -> None:
+        import torch
+
         self._pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self._threads)
 
 
 def run_federated(config: FedConfig, run_dir: str | Path, *, engine: str = "flower", resume: bool = False,

@@ -41,8 +41,6 @@ from .config import FedConfig
 
 CHECKPOINT = "supernet.safetensors"
 RESULTS = "results.json"
-# How long the server waits for the first SuperNodes to connect and answer the query.
-DISCOVERY_TIMEOUT_S = 120.0
 
 try:  # flwr is an optional extra; the pure parts of this package work without it
     from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -207,7 +205,9 @@ class SupernetStrategy(Strategy):
                 continue  # a late reply to an earlier round or attempt
             answered.add(node)
             if reply.has_error():
-                failed.append({"client": plan.partition, "reason": reply.error.reason[:200]})
+                # Ray wraps the ClientApp exception in several lines; its message is the last one.
+                lines = (reply.error.reason or "").strip().splitlines() or [""]
+                failed.append({"client": plan.partition, "reason": lines[-1][:300]})
                 continue
             try:
                 tensors = dict(reply.content["arrays"].to_torch_state_dict())
@@ -249,8 +249,11 @@ class SupernetStrategy(Strategy):
         return None
 
     # -- the round loop ---------------------------------------------------------------------------
-    def discover(self, grid, timeout: float = DISCOVERY_TIMEOUT_S) -> None:
-        """Map node ids to partition ids by asking every connected node (a query message)."""
+    def discover(self, grid, timeout: Optional[float] = None) -> None:
+        """Map node ids to partition ids by asking every connected node (a query message);
+        waits up to ``timeout`` (default: the round timeout) for all of them to connect and answer
+        (Ray's actors may take minutes to start on a busy machine)."""
+        timeout = self.config.round_timeout_s if timeout is None else timeout
         end = time.time() + timeout
         while len(self.node_partition) < self.config.clients:
             nodes = [n for n in grid.get_node_ids() if n not in self.node_partition]
