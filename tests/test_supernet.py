@@ -27,6 +27,15 @@ from skipswitch.training import TrainConfig
 TINY = {"base_width": 8, "max_depth": 2}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The CI box has 2 shared cores: with 2 torch threads these tiny models run ~4x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _warm_bn(net: ElasticResNet, steps: int = 3) -> None:
     """Move the shared BN running statistics away from their (0, 1) init so that
     comparisons exercise them."""
@@ -333,6 +342,12 @@ def test_sampling_strategies_and_sandwich_loss_reach_shared_weights():
     assert progressive.subnets() == []  # phase 0 trains the full network only
     progressive.set_epoch(3)
     assert progressive.phase == ("depth", "expand", "width")
+    from skipswitch.supernet.train import SupernetEpochHook
+
+    hook = SupernetEpochHook(SandwichLoss(space, strategy="progressive", epochs=8), sort_every=1)
+    net = ElasticResNet(space)
+    sorted_at = [e for e in range(8) if "sorted_blocks" in (hook(e, net)[1] or {})]
+    assert sorted_at == [4]  # phases: full 0-1, depth 2-3, +expand 4-5, +width 6-7
     with pytest.raises(SkipswitchError, match="unknown supernet training strategy 'random'"):
         SandwichLoss(space, strategy="random")
     net = ElasticResNet(space)
@@ -344,7 +359,6 @@ def test_sampling_strategies_and_sandwich_loss_reach_shared_weights():
 
 
 def test_train_search_and_cli_end_to_end(tmp_path, digits, capsys):
-    torch.set_num_threads(1)
     from skipswitch.cli import main
 
     def cli(*argv):
@@ -406,3 +420,40 @@ def test_search_on_tiny_supernet_writes_consistent_pareto(tmp_path, digits):
     assert set(net.bn_stats) == {p["key"] for p in result["pareto"]}
     json_path, png_path = write_search(result, tmp_path)
     assert json.loads(json_path.read_text())["cost"] == "params" and png_path.stat().st_size > 1000
+
+
+def test_supernet_training_resumes_to_the_same_weights(tmp_path, digits):
+    """Sampling and channel sorting depend only on (seed, epoch), and sorting permutes SGD
+    momentum with the weights, so an interrupted run resumes exactly."""
+    from skipswitch.training import Trainer
+
+    config = TrainConfig(epochs=2, batch_size=256, lr=0.05)
+    space = get_space("resnet-cifar", num_classes=10, in_channels=1, input_size=8, base_width=4, max_depth=2)
+
+    def trainer(run_dir):
+        torch.manual_seed(0)
+        net = ElasticResNet(space)
+        loss = SandwichLoss(space, n_random=1, epochs=config.epochs)
+        from skipswitch.supernet.train import SupernetEpochHook
+
+        hook = SupernetEpochHook(loss, sort_every=1)
+        t = Trainer(net, digits, config, run_dir, loss_fn=loss, epoch_hook=hook, quiet=True)
+        hook.optimizer = t.optimizer
+        return t
+
+    straight = trainer(tmp_path / "a").fit()
+    assert straight.history[1]["event"]["sorted_blocks"] == 6
+    first = trainer(tmp_path / "b")
+    original = first._train_epoch
+
+    def crash_on_second(epoch, progress):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(epoch, progress)
+
+    first._train_epoch = crash_on_second
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    resumed = trainer(tmp_path / "b").fit(resume=True)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k

@@ -206,8 +206,6 @@ def search(
 def plot_pareto(result: dict[str, Any], path: str | Path, extra: dict[str, list[tuple[float, float]]] | None = None) -> None:
     """Scatter of every evaluated subnet, the Pareto front as a line, and optional extra
     labelled point sets (e.g. subnets trained from scratch)."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,9 +223,18 @@ def plot_pareto(result: dict[str, Any], path: str | Path, extra: dict[str, list[
     ax.set_title(f"{result['space']['name']} on {result['dataset']['name']} ({result['skip_mode']} skips)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
