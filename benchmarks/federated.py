@@ -120,12 +120,15 @@ def write_report(path: Path, rows: list[dict], args, command: str, skew: str) ->
                  " are within run-to-run noise.")
     if misses:
         lines.append("- Miss: " + "; ".join(r["name"] for r in misses) + " trails centralized training by more than"
-                     " 2 points on at least one subnet. Likely causes, not isolated by this benchmark: label skew"
-                     " (each client's update pulls toward its own classes); wide channels and deep blocks are"
+                     " 2 points on at least one subnet. Likely causes: federated averaging turns the same images"
+                     f" into at most {args.fed_steps} sequential SGD steps (clients train in parallel, then are"
+                     f" averaged) against {args.central_steps * central.get('epochs', 0)} for centralized training;"
+                     " label skew (each client's update pulls toward its own classes); wide channels and deep blocks are"
                      " trained only by the large-tier clients (3 of 10 clients) while centralized sandwich"
                      " training updates the largest subnet on every image; client SGD momentum restarts every"
                      " round; the centralized run does 4 subnet passes per image, the federated clients one."
-                     " The diagnostic rows (when run) vary the first two causes one at a time.")
+                     " The diagnostic rows (when run) remove label skew (IID) or subnet heterogeneity (every client"
+                     " trains the largest subnet, so the smallest is never trained on its own) one at a time.")
     else:
         lines.append("- Federated training is within 2 points of centralized training on both subnets in this run.")
     atomic_write_text(path, "\n".join(lines) + "\n")

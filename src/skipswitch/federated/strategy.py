@@ -324,8 +324,7 @@ class SupernetStrategy(Strategy):
                 result.train_metrics_clientapp[server_round] = metrics
             else:
                 record["status"] = "skipped"
-            if cfg.eval_every and (server_round % cfg.eval_every == 0 or server_round == num_rounds) or \
-                    (not cfg.eval_every and server_round == num_rounds):
+            if server_round == num_rounds or (cfg.eval_every and server_round % cfg.eval_every == 0):
                 record.update(self.evaluate())
             record["seconds"] = time.perf_counter() - started
             self.history.append(record)
