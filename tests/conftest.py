@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,11 @@ import torch
 from skipswitch.cli import main as cli_main
 from skipswitch.data import load_dataset
 from skipswitch.training import TrainConfig
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per xdist worker: two workers with two OpenMP threads each on two
+    # cores spin against each other and run several times slower.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,6 @@ def test_resume_reaches_the_same_final_weights(digits, tmp_path):
     straight = Trainer(_model(digits), digits, config, tmp_path / "a", quiet=True).fit()
     # Interrupted after 2 epochs: a run configured for 4 epochs that crashes at epoch 3.
     first = Trainer(_model(digits), digits, config, tmp_path / "b", quiet=True)
-    calls = {"n": 0}
     original = first._train_epoch
 
     def crash_on_third(epoch, progress):
@@ -46,6 +45,8 @@ def test_resume_reaches_the_same_final_weights(digits, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         first.fit()
     assert not (tmp_path / "b" / "model.safetensors").exists()
+    interrupted = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert interrupted["status"] == "interrupted" and len(interrupted["history"]) == 2
     resumed = Trainer(_model(digits), digits, config, tmp_path / "b", quiet=True).fit(resume=True)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
     for k, v in straight.model.state_dict().items():

@@ -150,26 +150,37 @@ def models_cmd():
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Directory for every step's outputs; a rerun resumes."),
+    out: Path = typer.Option(Path("runs/demo"), help="Directory for every step's outputs and the report; a rerun resumes."),
     model: str = typer.Option("resnet20", help="Model for the Tailor steps."),
     dataset: str = typer.Option("digits", help="Dataset (digits is embedded: no download)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs per training step [default: 30, or blocks + 3 with --quick]."),
-    quick: bool = typer.Option(False, "--quick", help="A fast smoke run of every step."),
+    quick: bool = typer.Option(False, "--quick", help="A fast run of every step (smaller budgets)."),
     quiet: bool = QuietOpt,
 ):
-    """Run the main job: teacher, Skip Remover and Skip Shortener, then a summary table."""
-    from .demo import run_demo
+    """Run the whole system on digits and write report.html / report.md with every figure."""
+    from .demo import DemoSettings, run_demo
+    from .models import list_models
 
     if epochs is not None and epochs < 1:
         raise SkipswitchError(f"--epochs must be positive, got {epochs}")
-    run_demo(out, model=model, dataset=dataset, epochs=epochs, quick=quick, quiet=quiet)
+    if model not in list_models():
+        raise SkipswitchError(f"unknown model {model!r}; known models: {', '.join(list_models())}")
+    settings = DemoSettings(out=out, model=model, dataset=dataset, quick=quick, quiet=quiet)
+    # --quick: one alteration per epoch and three epochs to recover.
+    settings.epochs = epochs or (settings.n_blocks + 3 if quick else 30)
+    run_demo(settings)
 
 
-# Sub-command groups, imported after the shared options above (their modules reuse them).
+# Sub-command groups, imported after the shared options above (their modules reuse them;
+# each imports only typer at load time, so `skipswitch --help` stays fast).
+from .hw import cli as hw_cli  # noqa: E402
+from .hw.accelerator import cli as accel_cli  # noqa: E402
 from .supernet import cli as supernet_cli  # noqa: E402
 
+app.add_typer(hw_cli.app, name="hw")
 app.add_typer(supernet_cli.app, name="supernet")
-from .federated import cli as fed_cli  # noqa: E402  (typer only; torch and flwr load inside the commands)
+app.add_typer(accel_cli.app, name="accel")
+from .federated import cli as fed_cli  # noqa: E402
 
 app.add_typer(fed_cli.app, name="fed")
 

@@ -1,6 +1,6 @@
 """Models: ResNets with per-block skip modes and a timm-style registry."""
 
-from . import cifar_resnet, imagenet_resnet  # noqa: F401  (registers the models)
+from . import cifar_resnet, imagenet_resnet, torchvision_resnet  # noqa: F401  (registers the models)
 from .registry import create_model, create_model_from_config, list_models, register_model
 from .resnet import SKIP_MODES, BasicBlock, Bottleneck, ResidualBlock, ResNet, check_skip_mode
 

@@ -13,6 +13,7 @@ What it guarantees:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,8 +199,10 @@ class Trainer:
                     progress.end_epoch(record)
                     self._save_resume(epoch + 1)
         except SkipswitchError as exc:
-            status = f"failed: {exc}"
-            self._write_results(status, None, None)
+            self._write_results(f"failed: {exc}", None, None)
+            raise
+        except KeyboardInterrupt:
+            self._write_results("interrupted", None, None)
             raise
         test_loss, test_acc = evaluate(self.model, self.dataset.test)
         results = self._write_results(status, test_loss, test_acc)
@@ -225,11 +228,10 @@ class Trainer:
         for step, (x, y) in enumerate(batches):
             loss, logits = self.loss_fn(model, x, y)
             loss_value = loss.item()
-            if loss_value != loss_value or loss_value in (float("inf"), float("-inf")):
-                raise SkipswitchError(
-                    f"loss became {loss_value} at epoch {epoch + 1} step {step + 1}; stopped, "
-                    f"last good state kept in {self.resume_path if epoch else self.run_dir}"
-                )
+            if not math.isfinite(loss_value):
+                kept = (f"the state after epoch {epoch} is kept in {self.resume_path}" if epoch
+                        else "no epoch had finished, so there is no state to keep")
+                raise SkipswitchError(f"loss became {loss_value} at epoch {epoch + 1} step {step + 1}; stopped, {kept}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

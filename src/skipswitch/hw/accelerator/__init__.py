@@ -1,0 +1,28 @@
+"""FastSwitch accelerator model (paper: fastswitch-weight-sharing.md, Sec. 3-4): template and
+Table-2 buffers (``template``), workloads of weight-sharing subnets (``workload``), the latency
+and switching model (``latency``), design-space exploration (``dse``) and figures (``plots``).
+
+Names load on first use so that ``skipswitch --help`` (which imports ``.cli``) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "DseResult": "dse", "default_grid": "dse", "explore": "dse", "two_phase": "dse",
+    "Evaluation": "latency", "compute_bound": "latency", "evaluate": "latency", "layer_terms": "latency",
+    "switching_report": "latency",
+    "AcceleratorDesign": "template", "buffer_shapes": "template", "check_fits": "template",
+    "design_resources": "template",
+    "ConvWork": "workload", "PersistentPlan": "workload", "Subnet": "workload", "Workload": "workload",
+    "get_workload": "workload", "pb_plan": "workload", "spread_configs": "workload",
+    "subnet_from_graph": "workload", "workload_from_supernet": "workload",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,72 @@
+"""hls4ml export + g++ C simulation of a small ResNet in every skip mode (slow: ~30-80 s per compile)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("hls4ml")
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml C simulation needs g++")
+
+# ap_fixed<16,6> has 10 fractional bits (LSB ~0.001); truncation over 8 layers of up to 576-term
+# sums leaves logit errors of a few hundredths. Stated tolerance: every argmax agrees except on
+# near-ties (>= 95% of images) and no logit is off by more than 0.1.
+MIN_AGREEMENT = 0.95
+MAX_ABS_ERROR = 0.1
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    from skipswitch.data import load_dataset
+
+    return load_dataset("digits", seed=0).test.images[:64]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["long", "short", "none"])
+def test_export_and_csim_agree_with_pytorch(mode, tmp_path, digits_test):
+    from skipswitch.checkpoint import load_model
+    from skipswitch.hw.hls4ml_export import export_hls4ml
+    from skipswitch.training import TrainConfig
+    from skipswitch.training.run import train_model
+
+    # briefly trained, so logits are far enough apart for argmax to be meaningful
+    train_model("resnet8", "digits", config=TrainConfig(epochs=2, batch_size=128, lr=0.05), out_dir=tmp_path / "t",
+                skip_mode=mode, quiet=True)
+    model, _ = load_model(tmp_path / "t" / "model.safetensors")
+    result = export_hls4ml(model, tmp_path / "prj", digits_test, precision=16, integer_bits=6)
+    assert result.argmax_agreement >= MIN_AGREEMENT
+    assert result.max_abs_error <= MAX_ABS_ERROR
+    skips = {"long": 3, "short": 6, "none": 0}[mode]
+    assert len(result.skip_stream_depths) == skips
+    # the estimator's skip depths went into the written project (hls4ml's default would be H*W)
+    source = (tmp_path / "prj" / "firmware" / "myproject.cpp").read_text()
+    assert "#pragma HLS STREAM" in source
+    if skips:
+        assert all(1 <= d <= 64 for d in result.skip_stream_depths.values())
+
+
+@pytest.mark.slow
+def test_cli_hls4ml_writes_report(cli, tmp_path):
+    from skipswitch.checkpoint import save_model
+    from skipswitch.models import create_model
+
+    model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8, skip_mode="short")
+    save_model(tmp_path / "m.safetensors", model, {"dataset": {"name": "digits", "seed": 0}})
+    code, out, err = cli("hw", "hls4ml", tmp_path / "m.safetensors", "--out", tmp_path / "o", "--images", "8")
+    assert code == 0, err
+    report = json.loads((tmp_path / "o" / "hls4ml_report.json").read_text())
+    assert report["hls4ml_version"].startswith("1.") and report["images"] == 8
+    assert 0.0 <= report["argmax_agreement"] <= 1.0 and report["skip_modes"] == ["short"] * 3
+
+
+def test_bad_precision_is_a_skipswitch_error(tmp_path):
+    from skipswitch.errors import SkipswitchError
+    from skipswitch.hw.hls4ml_export import export_hls4ml
+    from skipswitch.models import create_model
+    import torch
+
+    model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8)
+    with pytest.raises(SkipswitchError, match="ap_fixed<8,9>"):
+        export_hls4ml(model, tmp_path, torch.zeros(1, 1, 8, 8), precision=8, integer_bits=9)

@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from skipswitch.errors import SkipswitchError
+from skipswitch.graph import trace
+from skipswitch.models import create_model, create_model_from_config
+
+torchvision = pytest.importorskip("torchvision")
+
+
+def _tv(mode="long", arch="resnet18"):
+    return create_model(f"torchvision:{arch}", num_classes=10, in_channels=1, input_size=8, skip_mode=mode)
+
+
+@pytest.mark.parametrize("mode,skips,long", [("long", 8, 8), ("short", 16, 0), ("none", 0, 0)])
+def test_torchvision_resnet18_skip_modes_through_fx(mode, skips, long):
+    graph = trace(_tv(mode))
+    assert len(graph.skips) == skips and sum(s.is_long for s in graph.skips) == long
+    assert _tv(mode)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_rewritten_long_block_computes_torchvision_block():
+    """The fx-written long block must equal torchvision's own BasicBlock (with its += add)."""
+    from skipswitch.models.torchvision_resnet import _block_graph
+
+    torch.manual_seed(0)
+    for block in (torchvision.models.resnet18().layer2[0], torchvision.models.resnet50().layer1[0]):
+        block.eval()
+        x = torch.randn(2, block.conv1.in_channels, 8, 8)
+        rewritten = _block_graph(block, "long").eval()
+        torch.testing.assert_close(rewritten(x), block(x), rtol=1e-5, atol=1e-5)
+
+
+def test_parameters_state_dict_and_checkpoint_roundtrip(tmp_path):
+    from skipswitch.checkpoint import load_model, save_model
+
+    model = _tv("long").eval()
+    ref = torchvision.models.resnet18(num_classes=10)
+    stem_diff = 64 * 3 * 7 * 7 - 64 * 1 * 3 * 3  # 3x3 one-channel stem instead of 7x7 RGB
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in ref.parameters()) - stem_diff
+    model.set_skip_mode(0, "none")
+    model.set_skip_mode(2, "short")
+    save_model(tmp_path / "m.safetensors", model, {})
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    assert loaded.skip_modes == model.skip_modes
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(loaded.eval()(x), model(x))
+    rebuilt = create_model_from_config(model.config)
+    assert set(rebuilt.state_dict()) == set(model.state_dict())
+
+
+def test_removal_drops_the_projection_and_alteration_is_one_way():
+    model = _tv("long")
+    before = sum(p.numel() for p in model.parameters())
+    model.set_skip_mode(2, "none")  # layer2.0 has a 1x1 projection
+    assert sum(p.numel() for p in model.parameters()) < before
+    with pytest.raises(SkipswitchError, match="alter only from long"):
+        model.set_skip_mode(2, "long")
+    with pytest.raises(SkipswitchError, match="bottleneck"):
+        _tv("short", "resnet50")
+
+
+def test_cost_order_puts_the_largest_skip_buffer_first():
+    from skipswitch.hw import EstimatorConfig, estimate_graph
+    from skipswitch.tailor import AlterationSchedule
+
+    model = create_model("resnet20", num_classes=10, input_size=16)
+    order = [a.block for a in AlterationSchedule(model, "remove", every=1, order="cost").alterations]
+    assert sorted(order) == list(range(9))
+    skips = estimate_graph(trace(model), EstimatorConfig()).skips
+    bram = [skips[b].bram18 for b in order]
+    assert bram == sorted(bram, reverse=True) and bram[0] > bram[-1]
+    # the 64-channel stage (blocks 6-8) holds the widest skip FIFOs
+    assert set(order[:3]) == {6, 7, 8}
+
+
+def test_tailor_schedule_alters_a_torchvision_model():
+    from skipswitch.tailor import AlterationSchedule
+
+    model = _tv("long")
+    schedule = AlterationSchedule(model, "shorten", every=1, order="cost")
+    for epoch in range(1, 10):
+        schedule(epoch, model)
+    assert model.skip_modes == ["short"] * 8
+    assert len(trace(model).skips) == 16
