@@ -216,7 +216,7 @@ def test_too_few_survivors_retries_then_skips_and_keeps_the_supernet(tmp_path):
 def test_stragglers_past_the_deadline_are_dropped(tmp_path):
     from skipswitch.federated.simulate import build_strategy, run_federated
 
-    config = fed_config(clients=3, rounds=1, timeout_fraction=0.34, round_timeout_s=6.0, **SMALL)
+    config = fed_config(clients=3, rounds=1, timeout_fraction=0.34, round_timeout_s=10.0, **SMALL)
     results = run_federated(config, tmp_path, engine="local")
     attempt = results["history"][0]["attempts"][0]
     assert len(attempt["timed_out"]) == 1 and len(attempt["survivors"]) == 2
