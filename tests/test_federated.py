@@ -219,7 +219,7 @@ def test_stragglers_past_the_deadline_are_dropped(tmp_path):
     config = fed_config(clients=3, rounds=1, timeout_fraction=0.34, round_timeout_s=10.0, **SMALL)
     results = run_federated(config, tmp_path, engine="local")
     attempt = results["history"][0]["attempts"][0]
-    assert len(attempt["timed_out"]) == 1 and len(attempt["survivors"]) == 2
+    assert len(attempt["timed_out"]) == 1 and len(attempt["survivors"]) == 2, attempt
     strategy = build_strategy(config, tmp_path / "fresh")
     expected = _recompute_round(strategy, strategy.supernet.state_dict(), 1, attempt["survivors"])
     _assert_states_close(_state_of(tmp_path / "supernet.safetensors"), expected)

@@ -10,6 +10,7 @@ ClientApp object serves every run; a SuperNode only needs its ``partition-id`` (
 from __future__ import annotations
 
 import json
+import threading
 import time
 from functools import lru_cache
 from typing import Any
@@ -22,6 +23,16 @@ from ..errors import SkipswitchError
 FAULT_NONE, FAULT_CRASH, FAULT_TIMEOUT = "none", "crash", "timeout"
 # A straggler answers this long after the round's deadline.
 STRAGGLER_MARGIN_S = 0.5
+
+
+# The in-process grid runs several clients as threads: the first ones must not load the
+# dataset and partition concurrently (lru_cache does not serialise the first computation).
+_DATA_LOCK = threading.Lock()
+# Nor run their first training concurrently: its lazy first-use imports compile code, and
+# CPython 3.11 can fail with "SystemError: AST constructor recursion depth mismatch" when two
+# threads compile at once (seen in 1 of ~12 test runs). Later trainings run in parallel.
+_FIRST_TRAIN_LOCK = threading.Lock()
+_trained_once = threading.Event()
 
 
 class InjectedFault(RuntimeError):
@@ -50,9 +61,10 @@ def client_data(cfg: dict[str, Any], partition_id: int):
     if not 0 <= partition_id < clients:
         raise SkipswitchError(f"partition-id {partition_id} outside 0..{clients - 1}")
     data_dir = cfg.get("data-dir") or None
-    dataset = _dataset(cfg["dataset"], data_dir, int(cfg["seed"]))
-    parts = _partition(cfg["dataset"], data_dir, int(cfg["seed"]), clients, cfg["partition"], float(cfg["alpha"]),
-                       int(cfg["min-partition-size"]))
+    with _DATA_LOCK:
+        dataset = _dataset(cfg["dataset"], data_dir, int(cfg["seed"]))
+        parts = _partition(cfg["dataset"], data_dir, int(cfg["seed"]), clients, cfg["partition"], float(cfg["alpha"]),
+                           int(cfg["min-partition-size"]))
     return dataset, client_split(dataset, parts[partition_id])
 
 
@@ -72,6 +84,15 @@ def local_train(tensors: dict[str, torch.Tensor], cfg: dict[str, Any], partition
     Deterministic given (tensors, cfg, partition_id): the batch order is seeded by run
     seed, round and partition, so a resumed run replays the same local training.
     """
+    if _trained_once.is_set():
+        return _local_train(tensors, cfg, partition_id)
+    with _FIRST_TRAIN_LOCK:
+        result = _local_train(tensors, cfg, partition_id)
+        _trained_once.set()
+        return result
+
+
+def _local_train(tensors, cfg, partition_id):
     from ..data import iterate_batches
     from ..training import TrainConfig, cross_entropy_loss, make_optimizer
 
