@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skipswitch.checkpoint import atomic_write_text
+from skipswitch.checkpoint import atomic_write_json, atomic_write_text
 from skipswitch.data import load_dataset
 from skipswitch.graph import trace
 from skipswitch.supernet import SubnetConfig
@@ -139,12 +139,11 @@ def report(results: list[dict], args, command: str) -> str:
             f"{res['dataset']['test']} test images, space args {res['settings']['space_args']}, "
             f"{res['epochs']} epochs per model, batch {res['settings']['batch_size']}, lr {res['settings']['lr']})",
             "",
-            "| subnet (depths / widths) | MACs | params | weight KB | shared val % | shared test % | scratch test % | shared - scratch |",
+            "| subnet (depths / expands / widths) | MACs | params | weight KB | shared val % | shared test % | scratch test % | shared - scratch |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r, d in zip(rows, deltas):
-            c = r["config"]
-            label = f"d{list(c.depths)} w{[f'{w:g}' for w in c.widths]}".replace("'", "")
+            label = f"`{r['config'].key().replace('|', ';')}`"  # '|' would split the table cell
             lines.append(f"| {label} | {r['macs']:,} | {r['params']:,} | {r['weight_bytes'] / 1024:.1f} | "
                          f"{100 * r['val_shared']:.1f} | {100 * r['test_shared']:.1f} | {100 * r['test_scratch']:.1f} | "
                          f"{d:+.1f} |")
@@ -158,7 +157,7 @@ def report(results: list[dict], args, command: str) -> str:
             f"({len(res['search']['evaluated'])} subnets evaluated, {len(res['search']['pareto'])} on the front).",
             "",
         ]
-    lines += ["![Pareto fronts](supernet_pareto.png)", ""]
+    lines += [f"![Pareto fronts]({args.out.with_suffix('.png').name})", ""]
     return "\n".join(lines)
 
 
@@ -183,6 +182,8 @@ def main() -> None:
                                    args.work))
         for r in results[-1]["rows"]:
             print(f"  {r['macs']:>10,} MACs  shared {r['test_shared']:.4f}  scratch {r['test_scratch']:.4f}", flush=True)
+        saved = {**results[-1], "rows": [{**r, "config": r["config"].to_dict()} for r in results[-1]["rows"]]}
+        atomic_write_json(args.work / f"{name}-result.json", saved)
         # Written after every dataset, so a long run that is stopped keeps what it finished.
         plot(results, args.out.with_suffix(".png"))
         atomic_write_text(args.out, report(results, args, command.strip()))
