@@ -187,6 +187,9 @@ from .supernet import cli as supernet_cli  # noqa: E402
 app.add_typer(hw_cli.app, name="hw")
 app.add_typer(supernet_cli.app, name="supernet")
 app.add_typer(accel_cli.app, name="accel")
+from .federated import cli as fed_cli  # noqa: E402
+
+app.add_typer(fed_cli.app, name="fed")
 
 
 def main() -> None:

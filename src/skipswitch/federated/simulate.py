@@ -1,0 +1,235 @@
+"""Running the apps: Flower's simulation (Ray), or an in-process grid without Ray.
+
+* ``run_federated(config, run_dir, engine="flower")`` runs ``flwr.simulation.run_simulation``:
+  one virtual SuperNode per client on a Ray actor pool, the ServerApp in a thread.
+* ``engine="local"`` runs the very same ServerApp and ClientApp objects against
+  ``LocalGrid``, a ``flwr`` Grid that delivers each message to the ClientApp in a thread of
+  this process. No Ray start-up (~30 s on 2 cores), so tests and benchmarks use it; a
+  message's reply counts only if it arrives before the round timeout, as with Flower.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..errors import SkipswitchError
+from .config import FedConfig
+from .strategy import require_flwr
+
+ENGINES = ("flower", "local")
+
+try:
+    from flwr.serverapp import Grid as _GridBase
+except ImportError:  # pragma: no cover
+    _GridBase = object  # type: ignore[assignment,misc]
+
+
+def build_strategy(config: FedConfig, run_dir: str | Path, *, resume: bool = False,
+                   on_round: Optional[Callable[[dict[str, Any]], None]] = None, save_every_round: bool = False):
+    """A fresh supernet (seeded) and its strategy; the strategy loads the checkpoint when resuming."""
+    import torch
+
+    from ..data import load_dataset
+    from ..supernet import ElasticResNet, get_space
+    from .strategy import SupernetStrategy
+
+    dataset = load_dataset(config.dataset, config.data_dir, seed=config.seed)
+    args = {"num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
+            "input_size": list(dataset.input_size), **config.space_args}
+    space = get_space(config.space, skip_mode=config.skip_mode, **args)
+    torch.manual_seed(config.seed)
+    supernet = ElasticResNet(space)
+    return SupernetStrategy(config, supernet, run_dir, dataset=dataset, resume=resume, on_round=on_round,
+                            save_every_round=save_every_round)
+
+
+def make_server_app(config: Optional[FedConfig] = None, run_dir: str | Path | None = None, *, resume: bool = False,
+                    on_round: Optional[Callable[[dict[str, Any]], None]] = None, save_every_round: bool = False,
+                    strategy_out: Optional[list] = None):
+    """A ServerApp; without ``config`` it reads the Flower run config (``flwr run``, deployment)."""
+    require_flwr()
+    from flwr.serverapp import ServerApp
+
+    from .config import fed_config_from_run_config
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid, context) -> None:
+        run_config = dict(context.run_config)
+        out = run_dir or run_config.pop("run-dir", "runs/fed")
+        cfg = config or fed_config_from_run_config({k: v for k, v in run_config.items() if k not in ("run-dir", "resume")})
+        strategy = build_strategy(cfg, out, resume=resume or bool(run_config.get("resume", False)),
+                                  on_round=on_round, save_every_round=save_every_round)
+        if strategy_out is not None:
+            strategy_out.append(strategy)
+        strategy.start(grid)
+
+    return app
+
+
+class LocalGrid(_GridBase):
+    """A Flower Grid that runs a ClientApp in threads of this process (one per message in flight).
+
+    Each node gets ``partition-id`` and ``num-partitions`` in its node config, as Flower's
+    simulation sets them. An exception in the ClientApp becomes an error reply; a reply
+    that is not ready when ``send_and_receive``'s timeout expires is dropped.
+    """
+
+    def __init__(self, client_app, num_nodes: int, first_node_id: int = 1001):
+        from flwr.app import Context, RecordDict
+        from flwr.common.constant import SUPERLINK_NODE_ID
+
+        try:  # flwr >= 1.41: messages take their run and sender from the process's task identity,
+            # which the Flower runtimes set; here we are the runtime.
+            from flwr.supercore.task_identity import TaskIdentity
+        except ImportError:
+            TaskIdentity = None
+        for attr, value in (("run_id", 1), ("task_id", 1), ("node_id", SUPERLINK_NODE_ID)):
+            try:
+                getattr(TaskIdentity, attr) if TaskIdentity is not None else None
+            except RuntimeError:
+                setattr(TaskIdentity, attr, value)
+        import torch
+
+        # Several clients train at once in this process: one intra-op thread each, else their
+        # thread pools oversubscribe the cores (measured 20x slower steps on a busy 2-core host).
+        self._threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self.client_app = client_app
+        self.contexts = {first_node_id + i: Context(run_id=1, node_id=first_node_id + i,
+                                                    node_config={"partition-id": i, "num-partitions": num_nodes},
+                                                    state=RecordDict(), run_config={})
+                         for i in range(num_nodes)}
+        self._pool = ThreadPoolExecutor(max_workers=max(2, num_nodes))
+        self._futures: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # Grid's abstract surface; runs and messages need no SuperLink here.
+    def set_run(self, run) -> None:
+        self._run = run
+
+    @property
+    def run(self):
+        return getattr(self, "_run", None)
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
+        from flwr.app import Message
+
+        return Message(content, dst_node_id=dst_node_id, message_type=message_type, group_id=group_id, ttl=ttl)
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def get_nodes(self):
+        return []
+
+    def _execute(self, message):
+        from flwr.app import Error, Message
+
+        try:
+            return self.client_app(message, self.contexts[message.metadata.dst_node_id])
+        except Exception as exc:  # noqa: BLE001 - any ClientApp failure is an error reply, as in Flower
+            return Message(Error(code=2, reason=f"{type(exc).__name__}: {exc}"), reply_to=message)
+
+    def push_messages(self, messages):
+        ids = []
+        for message in messages:
+            if message.metadata.dst_node_id not in self.contexts:
+                raise SkipswitchError(f"no node {message.metadata.dst_node_id} in the local grid")
+            message.metadata.__dict__["_message_id"] = str(uuid.uuid4())
+            with self._lock:
+                self._futures[message.metadata.message_id] = self._pool.submit(self._execute, message)
+            ids.append(message.metadata.message_id)
+        return ids
+
+    def pull_messages(self, message_ids):
+        out = []
+        with self._lock:
+            for mid in list(message_ids):
+                future = self._futures.get(mid)
+                if future is not None and future.done():
+                    out.append(future.result())
+                    del self._futures[mid]
+        return out
+
+    def send_and_receive(self, messages, *, timeout: Optional[float] = None):
+        pending = set(self.push_messages(messages))
+        end = None if timeout is None else time.time() + timeout
+        replies = []
+        while pending and (end is None or time.time() < end):
+            got = self.pull_messages(pending)
+            replies.extend(got)
+            pending -= {m.metadata.reply_to_message_id for m in got}
+            if pending:
+                time.sleep(0.02)
+        with self._lock:
+            for mid in pending:  # late: dropped, as a SuperLink would after the deadline
+                self._futures.pop(mid, None)
+        return replies
+
+    def close(self) -> None:
+        import torch
+
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(self._threads)
+
+
+def run_federated(config: FedConfig, run_dir: str | Path, *, engine: str = "flower", resume: bool = False,
+                  on_round: Optional[Callable[[dict[str, Any]], None]] = None, save_every_round: bool = False,
+                  verbose: bool = False) -> dict[str, Any]:
+    """Run all rounds; returns the results written to ``run_dir/results.json``."""
+    import json
+
+    from .client import make_client_app
+    from .strategy import RESULTS
+
+    require_flwr()
+    if engine not in ENGINES:
+        raise SkipswitchError(f"unknown engine {engine!r}; choose flower or local")
+    run_dir = Path(run_dir)
+    if engine == "local":
+        strategy = build_strategy(config, run_dir, resume=resume, on_round=on_round, save_every_round=save_every_round)
+        grid = LocalGrid(make_client_app(), config.clients)
+        try:
+            strategy.start(grid)
+        finally:
+            grid.close()
+    else:
+        from flwr.simulation import run_simulation
+
+        cpus = os.cpu_count() or 1
+        backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                   "init_args": {"num_cpus": cpus, "logging_level": "ERROR" if not verbose else "INFO",
+                                 "log_to_driver": verbose}}
+        server_app = make_server_app(config, run_dir, resume=resume, on_round=on_round,
+                                     save_every_round=save_every_round)
+        _quiet_flower(verbose)
+        try:
+            run_simulation(server_app=server_app, client_app=make_client_app(), num_supernodes=config.clients,
+                           backend_config=backend, verbose_logging=verbose)
+        except RuntimeError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, SkipswitchError):
+                raise cause from None
+            raise
+    path = run_dir / RESULTS
+    if not path.exists():
+        raise SkipswitchError(f"the federated run wrote no {path}; see the log above")
+    return json.loads(path.read_text())
+
+
+def _quiet_flower(verbose: bool) -> None:
+    import logging
+    import warnings
+
+    if not verbose:
+        # Injected faults would print a traceback each; results.json records every failure and its reason.
+        logging.getLogger("flwr").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", module="flwr")
