@@ -39,8 +39,10 @@ def alteration_every(model: str, epochs: int) -> int:
     return max(1, (2 * epochs // 3) // blocks)
 
 
-def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailor_lr: float) -> dict[str, float]:
-    """Train the four variants (or reuse finished runs); return test accuracy per variant."""
+def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailor_lr: float,
+             train: bool = True) -> dict[str, float]:
+    """Train the four variants (or reuse finished runs); return test accuracy per variant.
+    With ``train=False`` only finished runs are read."""
     base = work / dataset / model / f"seed{seed}"
     teacher_cfg = TrainConfig(epochs=epochs, lr=0.1, seed=seed)
     student_cfg = TrainConfig(epochs=epochs, lr=tailor_lr, seed=seed)
@@ -60,6 +62,8 @@ def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailo
         results = run_dir / "results.json"
         done = results.exists() and json.loads(results.read_text()).get("status") == "ok" and (
             run_dir / "model.safetensors").exists()
+        if not done and not train:
+            continue
         if not done:
             start = time.perf_counter()
             jobs[variant](run_dir)
@@ -138,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tailor-lr", type=float, default=0.05)
     parser.add_argument("--skip", default="", help="dataset/model cells to leave out, e.g. mnist5k/resnet56")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_tailor"))
+    parser.add_argument("--report-only", action="store_true", help="train nothing; report the runs that finished")
     parser.add_argument("--out", type=Path, default=Path("docs/results/tailor_accuracy.md"))
     args = parser.parse_args(argv)
     args.epoch_budget = {k: int(v) for k, v in (item.split("=") for item in args.epochs.split(","))}
@@ -149,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
             if f"{dataset}/{model}" in skip:
                 continue
             for seed in map(int, args.seeds.split(",")):
-                accs = run_cell(args.work, dataset, model, seed, args.epoch_budget[dataset], args.tailor_lr)
+                accs = run_cell(args.work, dataset, model, seed, args.epoch_budget[dataset], args.tailor_lr,
+                                train=not args.report_only)
                 for variant, acc in accs.items():
                     cell[variant].append(acc)
                 write_report(args.out, grid, args, "python " + " ".join(sys.argv))
