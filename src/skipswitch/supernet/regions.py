@@ -13,13 +13,22 @@ import math
 Regions = dict[str, tuple[tuple[int, int], ...]]
 
 
-def _volume(box: tuple[tuple[int, int], ...]) -> int:
+Box = tuple[tuple[int, int], ...]
+
+
+def box_volume(box: Box) -> int:
+    """Elements in a box (empty ranges count zero)."""
     return math.prod(max(0, stop - start) for start, stop in box)
+
+
+def box_overlap(a: Box, b: Box) -> int:
+    """Elements in the intersection of two boxes of the same rank."""
+    return box_volume(tuple((max(sa, sb), min(ea, eb)) for (sa, ea), (sb, eb) in zip(a, b)))
 
 
 def region_bytes(regions: Regions, bytes_per_element: int = 4) -> int:
     """Bytes of all elements in ``regions``."""
-    return sum(_volume(box) for box in regions.values()) * bytes_per_element
+    return sum(box_volume(box) for box in regions.values()) * bytes_per_element
 
 
 def shared_bytes(a: Regions, b: Regions, bytes_per_element: int = 4) -> int:
@@ -29,7 +38,7 @@ def shared_bytes(a: Regions, b: Regions, bytes_per_element: int = 4) -> int:
         box_a, box_b = a[name], b[name]
         if len(box_a) != len(box_b):
             raise ValueError(f"regions disagree on the rank of {name}: {box_a} vs {box_b}")
-        total += _volume(tuple((max(sa, sb), min(ea, eb)) for (sa, ea), (sb, eb) in zip(box_a, box_b)))
+        total += box_overlap(box_a, box_b)
     return total * bytes_per_element
 
 

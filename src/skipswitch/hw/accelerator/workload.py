@@ -22,17 +22,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ...errors import SkipswitchError
+from ...supernet.regions import Box, box_overlap, box_volume
 
-Box = tuple[tuple[int, int], ...]
 PB_POLICIES = ("smallest", "most-used")
-
-
-def box_volume(box: Box) -> int:
-    return math.prod(max(0, b - a) for a, b in box)
-
-
-def box_overlap(a: Box, b: Box) -> int:
-    return box_volume(tuple((max(sa, sb), min(ea, eb)) for (sa, ea), (sb, eb) in zip(a, b)))
 
 
 def _contains(outer: Box, inner: Box) -> bool:
