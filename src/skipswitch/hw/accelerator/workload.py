@@ -14,7 +14,6 @@ use count (how many queries read it) is uniform and filling the PB cell by cell 
 from __future__ import annotations
 
 import itertools
-import math
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
