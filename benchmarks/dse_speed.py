@@ -64,8 +64,8 @@ A point = one full design (K_p, Y_p, T_K, T_C, T_X, T_Y, PB bytes) evaluated on 
 sequence: Table-2 buffers, BRAM/URAM/DSP/LUT feasibility, and the latency of every layer of every query.
 Infeasible designs are rejected from their resources; the full latency pass runs only for DPE-array sizes
 (K_p, Y_p) with at least one fitting design, and within those only where a layer's bound (compute or
-transfer) is not the same for the whole block (latency.fast_latency). With a load average near 10 on 2 cores,
-this process shared the CPU with about nine other runnable jobs, so the figure is a floor for an idle machine.
+transfer) is not the same for the whole block (latency.fast_latency). A load average above 2 means other
+jobs shared the 2 cores, so the figure is then a floor for an idle machine (a run at load ~10 gave ~0.29 M points/s).
 """
     atomic_write_text(args.out, text)
     print(text)
