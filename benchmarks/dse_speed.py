@@ -65,7 +65,7 @@ sequence: Table-2 buffers, BRAM/URAM/DSP/LUT feasibility, and the latency of eve
 Infeasible designs are rejected from their resources; the full latency pass runs only for DPE-array sizes
 (K_p, Y_p) with at least one fitting design, and within those only where a layer's bound (compute or
 transfer) is not the same for the whole block (latency.fast_latency). A load average above 2 means other
-jobs shared the 2 cores, so the figure is then a floor for an idle machine (a run at load ~10 gave ~0.29 M points/s).
+jobs shared the 2 cores, so the figure is then a floor for an idle machine.
 """
     atomic_write_text(args.out, text)
     print(text)
