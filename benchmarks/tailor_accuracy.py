@@ -85,8 +85,8 @@ def write_report(path: Path, grid: dict, args, command: str) -> None:
         "# Tailor accuracy: teacher vs Skip Shortener vs Skip Remover vs no-skip from scratch",
         "",
         f"- Date: {dt.date.today().isoformat()}",
-        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU (torch CPU threads: "
-        f"{__import__('torch').get_num_threads()})",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
+        + ("" if args.report_only else f" (torch CPU threads: {__import__('torch').get_num_threads()})"),
         f"- Command: `{command}`",
         f"- Protocol: every variant gets the same epoch budget per dataset ({', '.join(f'{d}: {e}' for d, e in args.epoch_budget.items())});"
         " teacher and scratch: SGD lr 0.1, Nesterov 0.9, wd 1e-4, cosine, batch 64; Tailor students start from"
@@ -94,6 +94,9 @@ def write_report(path: Path, grid: dict, args, command: str) -> None:
         " max(1, (2*epochs//3)//blocks) epochs from the input side, then training continues.",
         "- Test accuracy in percent, mean ± std over seeds (n = seeds finished). Splits: seeded, stratified"
         " 72/8/20 train/val/test.",
+        *(["- Assembled with --report-only from the finished runs in "
+           f"`{args.work}`, each trained by this script (it caches every run and resumes a partial one)."]
+          if args.report_only else []),
         "",
         "| dataset | model | teacher | Shortener | Remover | no-skip scratch | Shortener − teacher | Remover − teacher | targets |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -128,7 +131,7 @@ def write_report(path: Path, grid: dict, args, command: str) -> None:
     lines += [f"- {m}" for m in misses] or ["- none among the cells that ran"]
     not_run = [f"{d}/{m}" for (d, m), cell in grid.items() if not cell["teacher"]]
     if not_run:
-        lines += ["", "Cells not run in this invocation: " + ", ".join(not_run) + "."]
+        lines += ["", "Cells with no finished run: " + ", ".join(not_run) + "."]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
