@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -90,35 +89,25 @@ def switch_latency(ckpt: Path, pareto: Path, runs: int, device: str) -> dict[str
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def slo_run(ckpt: Path, pareto: Path, mode: str, policy: str, args, seed: int) -> dict:
     """Start `skipswitch serve` in a subprocess, drive the bursty trace, stop it (SIGINT)."""
     import httpx
 
+    from skipswitch.errors import SkipswitchError
     from skipswitch.serve.loadgen import load_inputs, make_trace, run_load
+    from skipswitch.serve.server import free_loopback_port, wait_until_healthy
 
-    port = free_port()
+    port = free_loopback_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto), "--port", str(port),
            "--mode", mode, "--policy", policy, "--queue", str(args.queue), "--max-batch", str(args.max_batch)]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {server.stdout.read()}")
-            time.sleep(0.2)
+        try:
+            wait_until_healthy(url, server, timeout_s=300)
+        except SkipswitchError as exc:
+            raise RuntimeError(f"server did not start ({exc}): {server.stdout.read()}") from None
         inputs, labels = load_inputs(url, "digits")
         arrivals = make_trace("bursty", args.rate, args.duration, seed, burst_factor=args.burst_factor)
         report = asyncio.run(run_load(url, arrivals, inputs, labels, deadline_ms=args.deadline_ms, trace_name="bursty"))

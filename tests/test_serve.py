@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from skipswitch.errors import SkipswitchError
 from skipswitch.serve import ServingEngine
 from skipswitch.serve.metrics import Metrics, parse_prometheus
 from skipswitch.serve.policy import FixedPolicy, Request, SlackFitPolicy, make_policy
-from skipswitch.serve.scheduler import QueueFull, Result, Scheduler, Shed
+from skipswitch.serve.scheduler import QueueFull, Result, Scheduler
 from skipswitch.supernet import supernet_for
 from skipswitch.supernet.bn import recalibrate_bn
 from skipswitch.supernet.io import save_supernet
@@ -390,11 +388,12 @@ def test_cli_serve_and_loadgen_end_to_end(supernet_and_configs, tmp_path):
     """`skipswitch serve` in a subprocess, `skipswitch loadgen` against it, SIGINT drains."""
     import os
     import signal
-    import socket
     import subprocess
     import sys
 
     import httpx
+
+    from skipswitch.serve.server import free_loopback_port, wait_until_healthy
 
     supernet, configs = supernet_and_configs
     ckpt = tmp_path / "supernet.safetensors"
@@ -402,24 +401,17 @@ def test_cli_serve_and_loadgen_end_to_end(supernet_and_configs, tmp_path):
     pareto = tmp_path / "pareto.json"
     pareto.write_text(json.dumps({"pareto": [{"config": c.to_dict(), "val_acc": a}
                                              for c, a in zip(configs, [0.6, 0.7, 0.8])]}))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_loopback_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
                                "--port", str(port), "--max-batch", "4"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
-            time.sleep(0.2)
+        try:
+            wait_until_healthy(url, server, timeout_s=120)
+        except SkipswitchError as exc:
+            pytest.fail(f"{exc}: {server.stdout.read()}")
         report = tmp_path / "report.json"
         done = subprocess.run([sys.executable, "-m", "skipswitch.cli", "loadgen", "--trace", "poisson", "--rate", "40",
                                "--duration", "1.5", "--url", url, "--deadline-ms", "500", "--out", str(report)],

@@ -233,14 +233,6 @@ def _accel(s: DemoSettings, d: Path) -> Section:
 
 
 # -- Serving ----------------------------------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _serve(s: DemoSettings, d: Path) -> Section:
     """`skipswitch serve` in a child process on loopback, `skipswitch loadgen` against it, then Ctrl-C."""
     import signal
@@ -249,25 +241,19 @@ def _serve(s: DemoSettings, d: Path) -> Section:
 
     import httpx
 
-    port = _free_port()
+    from .serve.server import free_loopback_port, wait_until_healthy
+
+    port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     ckpt = s.path("search", "supernet.safetensors")
     log = (d / "server.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto",
                                str(s.path("search", "pareto.json")), "--port", str(port)], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                raise SkipswitchError(f"the server exited with code {server.returncode}; see {d / 'server.log'}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SkipswitchError(f"the server did not become healthy within 120 s; see {d / 'server.log'}")
-            time.sleep(0.5)
+        try:
+            wait_until_healthy(url, server, timeout_s=120)
+        except SkipswitchError as exc:
+            raise SkipswitchError(f"{exc}; see {d / 'server.log'}") from None
         duration = 4 if s.quick else 15
         section = Section(title="Serving with in-place subnet switching (loopback HTTP, SlackFit policy)",
                           header=["trace", "requests", "SLO attainment", "served acc (%)", "p50 (ms)", "p99 (ms)",

@@ -224,3 +224,29 @@ def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_
         server.should_exit = True
         thread.join(startup_timeout)
         sock.close()
+
+
+def free_loopback_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago (for starting a server in a child process)."""
+    with loopback_socket() as sock:
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process, timeout_s: float = 120.0) -> None:
+    """Poll ``url``/health until it answers 200; fail if ``process`` (a Popen) exits or time runs out."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise SkipswitchError(f"the server at {url} exited with code {process.returncode} before it was healthy")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SkipswitchError(f"the server at {url} was not healthy within {timeout_s:.0f} s")
+        time.sleep(0.2)
