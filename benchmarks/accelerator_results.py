@@ -23,12 +23,12 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 
 from skipswitch.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
-from skipswitch.hw.accelerator.dse import explore, to_design, two_phase  # noqa: E402
-from skipswitch.hw.accelerator.latency import evaluate  # noqa: E402
-from skipswitch.hw.parts import get_part  # noqa: E402
-from skipswitch.hw.accelerator.plots import breakdown_plot, dse_plot  # noqa: E402
-from skipswitch.hw.accelerator.study import part_report  # noqa: E402
-from skipswitch.hw.accelerator.workload import get_workload, save_workload  # noqa: E402
+from skipswitch.accel.dse import explore, to_design, two_phase  # noqa: E402
+from skipswitch.accel.latency import evaluate  # noqa: E402
+from skipswitch.fpga.parts import get_part  # noqa: E402
+from skipswitch.accel.plots import breakdown_plot, dse_plot  # noqa: E402
+from skipswitch.accel.study import part_report  # noqa: E402
+from skipswitch.accel.workload import get_workload, save_workload  # noqa: E402
 
 MB = 1e6
 
@@ -54,7 +54,7 @@ def main() -> None:
         d_small = to_design(own.best(), part, stride_max=work.stride_max)
         small_lat = evaluate(d_small, work, "smallest").latency
         small_base = evaluate(d_small.replace(pb_bytes=0), work).latency
-        report["paper_policy_own_design"] = {"design": d_small.params(), "gain": 1 - small_lat / small_base,
+        report["paper_policy_own_design"] = {"design": d_small.to_dict(), "gain": 1 - small_lat / small_base,
                                              "latency_ms": small_lat / (part.clock_mhz * 1e3)}
         # Largest relative gain any design of the grid gets from its best PB over its own no-PB version
         # (the grid is a full product; PB is the last axis and its first value is 0).
@@ -74,7 +74,7 @@ def main() -> None:
             idx = np.flatnonzero(joint.feasible)
             idx = idx[np.argsort(joint.latency[idx], kind="stable")]
             tenth = max(1, idx.size // 10)
-            from skipswitch.hw.accelerator.template import BUFFERS
+            from skipswitch.accel.template import BUFFERS
 
             def shares(sel):
                 counts = np.bincount(joint.dominant[sel], minlength=len(BUFFERS)) / sel.size
@@ -216,7 +216,7 @@ Why our figures differ from the paper's, item by item:
   the stage widths, expand on the bottleneck mid channels); its weight counts match the paper's family
   (24.95-183.51 MB at 4 bytes per weight = 6.2-45.9 M weights; ours 6.5-48.0 M).
 
-Modelling choices the paper leaves open (see `src/skipswitch/hw/accelerator/template.py` and
+Modelling choices the paper leaves open (see `src/skipswitch/accel/template.py` and
 `latency.py`): DB depth uses T_K T_C / K_p (the paper prints T_C T_C); OB counts T_Y - S + 1 output
 columns in groups of Y_p at ODW bits; R = S = 3 (the DPE) with 1x1 kernels packing 9 channels into a DPE
 and the 7x7 stem split into nine 3x3 pieces; DB and SB double-buffered (their BRAM counted twice); PB in

@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from skipswitch.checkpoint import atomic_write_text  # noqa: E402
-from skipswitch.hw.accelerator.dse import default_grid, explore  # noqa: E402
-from skipswitch.hw.accelerator.latency import unique_layers  # noqa: E402
-from skipswitch.hw.parts import get_part  # noqa: E402
-from skipswitch.hw.accelerator.workload import get_workload, save_workload  # noqa: E402
+from skipswitch.accel.dse import default_grid, explore  # noqa: E402
+from skipswitch.accel.latency import unique_layers  # noqa: E402
+from skipswitch.fpga.parts import get_part  # noqa: E402
+from skipswitch.accel.workload import get_workload, save_workload  # noqa: E402
 
 
 def main() -> None:

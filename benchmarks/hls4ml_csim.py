@@ -18,8 +18,8 @@ import hls4ml
 
 from skipswitch.checkpoint import atomic_write_text, load_model
 from skipswitch.data import load_dataset
-from skipswitch.hw.hls4ml_export import export_hls4ml
-from skipswitch.hw.report import markdown_table
+from skipswitch.fpga.hls4ml_export import export_hls4ml
+from skipswitch.fpga.report import markdown_table
 from skipswitch.training import TrainConfig, evaluate
 from skipswitch.training.run import train_model
 

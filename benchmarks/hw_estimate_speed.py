@@ -18,7 +18,7 @@ import torch
 
 from skipswitch.checkpoint import atomic_write_text
 from skipswitch.graph import trace
-from skipswitch.hw import EstimatorConfig, estimate_graph
+from skipswitch.fpga import EstimatorConfig, estimate_graph
 from skipswitch.models import create_model
 
 TARGET_S = 0.2

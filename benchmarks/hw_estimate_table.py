@@ -14,9 +14,9 @@ from pathlib import Path
 
 from skipswitch.checkpoint import atomic_write_text
 from skipswitch.graph import trace
-from skipswitch.hw import EstimatorConfig, compare_graphs, get_part
-from skipswitch.hw.dataflow import RESOURCES
-from skipswitch.hw.report import bar_chart, markdown_table, skip_rows, SKIP_HEADER
+from skipswitch.fpga import EstimatorConfig, compare_graphs, get_part
+from skipswitch.fpga.dataflow import RESOURCES
+from skipswitch.fpga.report import bar_chart, markdown_table, skip_rows, SKIP_HEADER
 from skipswitch.models import create_model
 
 NETWORKS = ("resnet8", "resnet20", "resnet56")
@@ -74,7 +74,7 @@ def main() -> None:
 TEMPLATE = """# FPGA cost of skip connections: dataflow estimate vs Tailor
 
 Generated {date} by `{cmd}` ({cores} CPU cores, shared with other jobs; the estimate itself is
-deterministic and takes milliseconds). Estimator: `skipswitch.hw.dataflow` (hls4ml 1.3.0 io_stream design,
+deterministic and takes milliseconds). Estimator: `skipswitch.fpga.dataflow` (hls4ml 1.3.0 io_stream design,
 model and per-operation sources in its module docstring). Part: {part} ({board}) — percentages of the part in
 parentheses; the savings in brackets do not depend on the part. CIFAR-style ResNets, 32x32x3 input, 10 classes,
 reuse factor = each layer's fan-in (one multiplier per output channel), Vitis SRL threshold 1024 bits,

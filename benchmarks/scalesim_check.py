@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from skipswitch.checkpoint import atomic_write_text  # noqa: E402
-from skipswitch.hw.accelerator.latency import layer_terms  # noqa: E402
-from skipswitch.hw.accelerator.workload import get_workload  # noqa: E402
+from skipswitch.accel.latency import layer_terms  # noqa: E402
+from skipswitch.accel.workload import get_workload  # noqa: E402
 
 VENV_PY = ROOT / "benchmarks/.venv-scalesim/bin/python"
 CONFIG = """[general]

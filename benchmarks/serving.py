@@ -83,7 +83,7 @@ def switch_latency(ckpt: Path, pareto: Path, runs: int, device: str) -> dict[str
             first.append(time.perf_counter() - start)
         out[mode] = {"switch_s": statistics.median(medians), "runs": medians,
                      "switch_plus_forward_s": statistics.median(first),
-                     "resident_bytes": max(engine.resident_bytes(), 0), "memory": engine.backend.describe()}
+                     "resident_bytes": max(engine.resident_bytes(), 0), "memory": engine.backend.to_dict()}
         if mode == "temporal":
             out[mode]["resident_bytes"] = max(s.weight_bytes for s in engine.subnets)  # peak: the largest loaded
     return out

@@ -80,13 +80,13 @@ def run_dataset(name: str, epochs: int | None, k: int | None, population: int, g
         scratch = Trainer(model, dataset, config, work / f"{name}-scratch-{len(rows)}", quiet=True,
                           metadata={"run": "scratch", "subnet": cfg.to_dict()}).fit()
         scratch_time += time.perf_counter() - start
-        summary = trace(model).summary()
+        summary = trace(model).to_dict()
         rows.append({"config": cfg, "macs": summary["macs"], "params": summary["params"],
                      "val_shared": point["val_acc"], "test_shared": point["test_acc"],
                      "test_scratch": scratch.test_acc, "weight_bytes": point["weight_bytes"]})
     return {"name": name, "settings": s, "epochs": epochs, "rows": rows, "search": result,
             "supernet_time": supernet_time, "search_time": search_time, "scratch_time": scratch_time,
-            "supernet_metrics": run.results["supernet_metrics"], "dataset": dataset.describe()}
+            "supernet_metrics": run.results["supernet_metrics"], "dataset": dataset.to_dict()}
 
 
 def plot(results: list[dict], path: Path) -> None:

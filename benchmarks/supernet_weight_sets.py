@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from skipswitch.checkpoint import atomic_write_text
-from skipswitch.supernet import get_space, region_bytes, shared_bytes, weight_regions
+from skipswitch.regions import region_bytes, shared_bytes
+from skipswitch.supernet import get_space, weight_regions
 
 ROOT = Path(__file__).resolve().parents[1]
 FASTSWITCH_MB = {"smallest": 24.95, "largest": 183.51}

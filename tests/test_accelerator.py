@@ -13,9 +13,9 @@ from accel_standin import CONFIGS, StandinSupernet  # noqa: E402
 
 from skipswitch.errors import SkipswitchError  # noqa: E402
 from skipswitch.graph import trace  # noqa: E402
-from skipswitch.hw.accelerator import dse, latency, template, workload as wl  # noqa: E402
-from skipswitch.hw.parts import get_part  # noqa: E402
-from skipswitch.hw.accelerator.template import AcceleratorDesign  # noqa: E402
+from skipswitch.accel import dse, latency, template, workload as wl  # noqa: E402
+from skipswitch.fpga.parts import get_part  # noqa: E402
+from skipswitch.accel.template import AcceleratorDesign  # noqa: E402
 
 ZU3EG = get_part("ultra96")
 
@@ -255,11 +255,11 @@ def test_cli_evaluate_and_dse_on_standin(work, tmp_path, monkeypatch):
 
     from skipswitch.cli import app
 
-    from skipswitch.hw.accelerator import cli as accel_cli
+    from skipswitch.accel import cli as accel_cli
 
     monkeypatch.setitem(wl.WORKLOADS, "standin", lambda sequence, seed: work)
     monkeypatch.setattr(accel_cli, "WORKLOAD_CACHE", tmp_path / "cache")
-    from skipswitch.hw.accelerator import study
+    from skipswitch.accel import study
 
     monkeypatch.setattr(dse, "default_grid", lambda w, dw=8: SMALL_GRID)
     monkeypatch.setattr(study, "default_grid", lambda w, dw=8: SMALL_GRID)

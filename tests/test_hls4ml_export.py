@@ -28,7 +28,7 @@ def digits_test():
 @pytest.mark.parametrize("mode", ["long", "none"])  # short: through the CLI below (one compile less)
 def test_export_and_csim_agree_with_pytorch(mode, tmp_path, digits_test):
     from skipswitch.checkpoint import load_model
-    from skipswitch.hw.hls4ml_export import export_hls4ml
+    from skipswitch.fpga.hls4ml_export import export_hls4ml
     from skipswitch.training import TrainConfig
     from skipswitch.training.run import train_model
 
@@ -67,7 +67,7 @@ def test_cli_hls4ml_short_mode_agrees_and_writes_report(cli, tmp_path):
 
 def test_bad_precision_is_a_skipswitch_error(tmp_path):
     from skipswitch.errors import SkipswitchError
-    from skipswitch.hw.hls4ml_export import export_hls4ml
+    from skipswitch.fpga.hls4ml_export import export_hls4ml
     from skipswitch.models import create_model
     import torch
 

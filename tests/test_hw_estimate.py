@@ -8,8 +8,8 @@ from torch import nn
 
 from skipswitch.errors import SkipswitchError
 from skipswitch.graph import trace
-from skipswitch.hw import EstimatorConfig, bram18_count, compare_model, estimate_graph, fifo_is_srl, get_part
-from skipswitch.hw.dataflow import RESOURCES, lut_multiplier_luts
+from skipswitch.fpga import EstimatorConfig, bram18_count, compare_model, estimate_graph, fifo_is_srl, get_part
+from skipswitch.fpga.dataflow import RESOURCES, lut_multiplier_luts
 from skipswitch.models import create_model
 
 

@@ -16,9 +16,10 @@ from skipswitch.data import load_dataset
 from skipswitch.errors import SkipswitchError
 from skipswitch.graph import trace
 from skipswitch.models import create_model_from_config
+from skipswitch.regions import region_bytes, shared_bytes, unique_bytes
 from skipswitch.supernet import (
-    ElasticResNet, SubnetConfig, get_space, load_supernet, recalibrate_bn, region_bytes, save_supernet,
-    shared_bytes, sort_channels, unique_bytes, weight_regions,
+    ElasticResNet, SubnetConfig, get_space, load_supernet, recalibrate_bn, save_supernet, sort_channels,
+    weight_regions,
 )
 from skipswitch.supernet.search import decode, encode, genome_bounds, pareto_mask, search, write_search
 from skipswitch.supernet.train import SandwichLoss, compound_sample, restrict, train_supernet
@@ -414,7 +415,7 @@ def test_search_on_tiny_supernet_writes_consistent_pareto(tmp_path, digits):
     assert net.space.largest().key() in keys and net.space.smallest().key() in keys
     for p in result["pareto"]:
         config = SubnetConfig.from_dict(p["config"], net.space)
-        graph_params = trace(net.extract(config)).summary()["params"]
+        graph_params = trace(net.extract(config)).to_dict()["params"]
         assert p["cost"] == pytest.approx(graph_params / 1e3)
         assert p["weight_bytes"] == net.weight_bytes(config)
     assert set(net.bn_stats) == {p["key"] for p in result["pareto"]}

@@ -129,7 +129,7 @@ def evaluate_cmd(
     ds = load_dataset(dataset or ds_meta.get("name", "digits"), data_dir,
                       seed=seed if seed is not None else ds_meta.get("seed", 0))
     loss, acc = evaluate(model, ds.test)
-    summary = trace(model).summary()
+    summary = trace(model).to_dict()
     report = {"checkpoint": str(checkpoint), "dataset": ds.name, "test_acc": acc, "test_loss": loss,
               "params": summary["params"], "macs": summary["macs"], "skip_modes": model.skip_modes,
               "skips": summary["skips"], "long_skips": summary["long_skips"]}
@@ -180,8 +180,8 @@ app.command("loadgen")(serve_cli.loadgen)
 
 # Sub-command groups, imported after the shared options above (their modules reuse them;
 # each imports only typer at load time, so `skipswitch --help` stays fast).
-from .hw import cli as hw_cli  # noqa: E402
-from .hw.accelerator import cli as accel_cli  # noqa: E402
+from .fpga import cli as hw_cli  # noqa: E402
+from .accel import cli as accel_cli  # noqa: E402
 from .supernet import cli as supernet_cli  # noqa: E402
 
 app.add_typer(hw_cli.app, name="hw")

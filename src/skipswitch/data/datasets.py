@@ -52,7 +52,7 @@ class Dataset:
     def input_size(self) -> tuple[int, int]:
         return int(self.train.images.shape[2]), int(self.train.images.shape[3])
 
-    def describe(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "name": self.name,
             "seed": self.seed,

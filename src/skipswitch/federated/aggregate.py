@@ -31,8 +31,7 @@ from typing import Iterable, Optional
 import torch
 
 from ..errors import SkipswitchError
-
-Box = tuple[tuple[int, int], ...]
+from ..regions import Box
 
 
 @dataclass

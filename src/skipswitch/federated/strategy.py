@@ -129,7 +129,7 @@ class SupernetStrategy(Strategy):
         done = [r for r in self.history if r["status"] == "aggregated"]
         return {
             "config": self.config.model_dump(),
-            "space": self.space.describe(),
+            "space": self.space.to_dict(),
             "skip_mode": self.skip_mode,
             "subnets": [{"client": i, "profile": p.name, "subnet": s.to_dict()}
                         for i, (p, s) in enumerate(zip(self.profiles, self.subnets))],
@@ -166,7 +166,7 @@ class SupernetStrategy(Strategy):
         cfg = self.config
         return {
             "server-round": server_round, "subnet": json.dumps(subnet.to_dict()),
-            "space": json.dumps(self.space.describe()), "skip-mode": self.skip_mode,
+            "space": json.dumps(self.space.to_dict()), "skip-mode": self.skip_mode,
             "dataset": cfg.dataset, "data-dir": cfg.data_dir or "", "partition": cfg.partition, "alpha": cfg.alpha,
             "min-partition-size": cfg.min_partition_size, "seed": cfg.seed, "num-partitions": cfg.clients,
             "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size, "lr": cfg.lr_at(server_round),

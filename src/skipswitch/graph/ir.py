@@ -95,7 +95,7 @@ class NetworkGraph:
     def layers_of(self, op: str) -> list[Layer]:
         return [layer for layer in self.layers if layer.op == op]
 
-    def summary(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "model": self.model_name,
             "input_shape": list(self.input_shape),

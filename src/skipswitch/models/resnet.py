@@ -15,14 +15,13 @@ one ``nn.ReLU`` module per use.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from ..errors import SkipswitchError
 
-SkipMode = Literal["long", "short", "none"]
 SKIP_MODES: tuple[str, ...] = ("long", "short", "none")
 
 

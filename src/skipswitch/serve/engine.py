@@ -62,7 +62,7 @@ class Subnet:
                 return self.latency[size]
         return self.latency[sizes[-1]] * batch_size / sizes[-1]
 
-    def describe(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "key": self.config.key(), "config": self.config.to_dict(),
                 "accuracy": self.accuracy, "weight_bytes": self.weight_bytes, "per_subnet_bn": self.per_subnet_bn,
                 "latency_ms": {str(b): round(s * 1e3, 4) for b, s in sorted(self.latency.items())}}
@@ -90,7 +90,7 @@ class Backend:
     def resident_bytes(self) -> int:
         raise NotImplementedError
 
-    def describe(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "resident_bytes": self.resident_bytes()}
 
 
@@ -274,8 +274,8 @@ class BudgetBackend(Backend):
     def resident_bytes(self) -> int:
         return self.persistent_bytes() + self.dynamic_bytes()
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "persistent_bytes": self.persistent_bytes(),
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "persistent_bytes": self.persistent_bytes(),
                 "dynamic_bytes": self.dynamic_bytes(), "pinned_host": self.device.type == "cuda",
                 "switch_copy_bytes": {n: t.numel() * t.element_size() for n, t in self.host.items()}}
 
@@ -463,11 +463,11 @@ class ServingEngine:
     def resident_bytes(self) -> int:
         return self.backend.resident_bytes()
 
-    def describe(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "device": str(self.device), "input_shape": list(self.input_shape),
                 "max_batch": self.max_batch, "switch_estimate_ms": self.switch_estimate * 1e3, "active": self.active.name if self.active else None,
-                "switches": self.switches, "memory": self.backend.describe(),
-                "subnets": [s.describe() for s in self.subnets]}
+                "switches": self.switches, "memory": self.backend.to_dict(),
+                "subnets": [s.to_dict() for s in self.subnets]}
 
 
 # -- where the Pareto set comes from ----------------------------------------------------------------

@@ -167,7 +167,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
 
     @app.get("/v1/subnets")
     async def subnets():
-        info = engine.describe()
+        info = engine.to_dict()
         return {"mode": info["mode"], "device": info["device"], "input_shape": info["input_shape"],
                 "max_batch": info["max_batch"], "memory": info["memory"], "subnets": info["subnets"]}
 

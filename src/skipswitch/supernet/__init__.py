@@ -10,7 +10,6 @@ import importlib
 
 _EXPORTS = {
     "ElasticResNet": "elastic", "supernet_for": "elastic", "weight_regions": "elastic",
-    "Regions": "regions", "region_bytes": "regions", "shared_bytes": "regions", "unique_bytes": "regions",
     "ElasticSpace": "space", "SubnetConfig": "space", "get_space": "space", "list_spaces": "space",
     "make_divisible": "space", "register_space": "space",
     "recalibrate_bn": "bn", "sort_channels": "bn",
@@ -18,16 +17,10 @@ _EXPORTS = {
     "SandwichLoss": "train", "train_supernet": "train", "subnet_accuracy": "train",
     "search": "search", "register_cost": "search", "get_cost": "search", "COSTS": "search",
 }
-# weight_bytes(regions, bytes_per_element) is region_bytes under the name the accelerator model uses.
-_ALIASES = {"weight_bytes": ("regions", "region_bytes")}
-
-__all__ = sorted([*_EXPORTS, *_ALIASES])
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    if name in _ALIASES:
-        module, attr = _ALIASES[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

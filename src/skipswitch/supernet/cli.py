@@ -96,7 +96,7 @@ def info_cmd(
 
     supernet, meta = load_supernet(checkpoint)
     space = supernet.space
-    report = {"space": space.describe(), "skip_mode": supernet.supernet_skip_mode, "subnets": space.size(),
+    report = {"space": space.to_dict(), "skip_mode": supernet.supernet_skip_mode, "subnets": space.size(),
               "largest_bytes": supernet.weight_bytes(space.largest()),
               "smallest_bytes": supernet.weight_bytes(space.smallest()),
               "bn_subnets": [c.to_dict() for c in supernet.bn_configs.values()],

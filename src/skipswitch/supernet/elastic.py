@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from ..errors import SkipswitchError
 from ..models.resnet import BasicBlock, Bottleneck, ResNet, check_skip_mode
-from .regions import Regions, region_bytes, shared_bytes, unique_bytes
+from ..regions import Regions, region_bytes, shared_bytes, unique_bytes
 from .space import ElasticSpace, SubnetConfig
 
 BN_BUFFERS = ("running_mean", "running_var")
@@ -50,7 +50,7 @@ class ElasticResNet(ResNet):
     @property
     def config(self) -> dict:
         # Not rebuildable from the model registry: supernets load with ``load_supernet``.
-        return {**super().config, "space": self.space.describe(), "supernet_skip_mode": self.supernet_skip_mode}
+        return {**super().config, "space": self.space.to_dict(), "supernet_skip_mode": self.supernet_skip_mode}
 
     # -- activation ------------------------------------------------------------------------------
     def set_active(self, config: SubnetConfig | dict | None) -> SubnetConfig | None:

@@ -24,7 +24,7 @@ def save_supernet(path: str | Path, supernet: ElasticResNet, metadata: dict[str,
     meta = {
         **(metadata or {}),
         "kind": "supernet",
-        "space": supernet.space.describe(),
+        "space": supernet.space.to_dict(),
         "skip_mode": supernet.supernet_skip_mode,
         "bn_configs": bn_configs,
     }

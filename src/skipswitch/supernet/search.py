@@ -55,7 +55,7 @@ def get_cost(name: str) -> Cost:
 def _graph_summary(supernet: ElasticResNet, config: SubnetConfig) -> dict:
     from ..graph import trace
 
-    return trace(supernet.extract(config)).summary()
+    return trace(supernet.extract(config)).to_dict()
 
 
 @register_cost("macs", "MMACs")
@@ -190,9 +190,9 @@ def search(
         record["test_acc"] = subnet_accuracy(supernet, config, dataset, "test", calib)
         record["weight_bytes"] = supernet.weight_bytes(config)
     return {
-        "space": space.describe(),
+        "space": space.to_dict(),
         "skip_mode": supernet.supernet_skip_mode,
-        "dataset": dataset.describe(),
+        "dataset": dataset.to_dict(),
         "cost": cost_def.name,
         "cost_unit": cost_def.unit,
         "population": population,

@@ -209,7 +209,7 @@ class ElasticSpace:
             name=name or f"{self.name}-subnet", block_channels=channels,
         )
 
-    def describe(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "args": dict(self.args)}
 
 

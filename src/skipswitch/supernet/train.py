@@ -187,7 +187,7 @@ def train_supernet(
     supernet = ElasticResNet(space)
     loss = SandwichLoss(space, strategy=strategy, n_random=n_random, seed=config.seed, epochs=config.epochs)
     hook = SupernetEpochHook(loss, sort_every=sort_every)
-    run_meta = {"run": "supernet-train", "space": space.describe(), "skip_mode": skip_mode,
+    run_meta = {"run": "supernet-train", "space": space.to_dict(), "skip_mode": skip_mode,
                 "strategy": strategy, "n_random": n_random, "sort_every": sort_every}
     trainer = Trainer(supernet, dataset, config, out_dir, loss_fn=loss, epoch_hook=hook, quiet=quiet,
                       description=f"supernet {space.name} ({strategy}, {skip_mode})", metadata=run_meta)
@@ -199,6 +199,6 @@ def train_supernet(
         metrics[f"{label}_val_acc"] = subnet_accuracy(supernet, cfg, dataset, "val", calibration)
         metrics[f"{label}_test_acc"] = subnet_accuracy(supernet, cfg, dataset, "test", calibration)
     save_supernet(Path(out_dir) / "supernet.safetensors", supernet,
-                  {**run_meta, "dataset": dataset.describe(), "train_config": config.model_dump(), "metrics": metrics})
+                  {**run_meta, "dataset": dataset.to_dict(), "train_config": config.model_dump(), "metrics": metrics})
     result.results["supernet_metrics"] = metrics
     return supernet, result

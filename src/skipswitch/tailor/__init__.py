@@ -7,7 +7,7 @@ from .schedule import METHOD_TARGET, AlterationSchedule, list_orders, register_o
 
 def _cost_order(model):
     # the hardware estimator ranks skips by buffer cost; imported on use to keep tailor light
-    from ..hw.order import cost_order
+    from ..fpga.order import cost_order
 
     return cost_order(model)
 

@@ -73,7 +73,7 @@ def run_tailor(
             "teacher_model": meta["model"],
             "teacher_test_acc": teacher_test_acc,
             "kd": {"kind": kd, "alpha": alpha, "temperature": temperature},
-            "schedule": {"every": every, "order": order, "alterations": [a.as_dict() for a in schedule.alterations]},
+            "schedule": {"every": every, "order": order, "alterations": [a.to_dict() for a in schedule.alterations]},
         },
     )
     result = trainer.fit(resume=resume)

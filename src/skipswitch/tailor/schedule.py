@@ -42,7 +42,7 @@ class Alteration:
     block: int
     target: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch + 1, "block": self.block, "to": self.target}
 
 
@@ -81,7 +81,7 @@ class AlterationSchedule:
         before = model.skip_modes[alteration.block]
         new_params = model.set_skip_mode(alteration.block, alteration.target)
         event = {
-            **alteration.as_dict(),
+            **alteration.to_dict(),
             "from": before,
             "new_params": sum(p.numel() for p in new_params),
             "summary": f"block {alteration.block}: {before} -> {alteration.target}",

@@ -206,7 +206,7 @@ class Trainer:
             raise
         test_loss, test_acc = evaluate(self.model, self.dataset.test)
         results = self._write_results(status, test_loss, test_acc)
-        save_model(self.model_path, self.model, {**self.metadata, "dataset": self.dataset.describe(),
+        save_model(self.model_path, self.model, {**self.metadata, "dataset": self.dataset.to_dict(),
                                                   "train_config": self.config.model_dump(),
                                                   "metrics": {"test_acc": test_acc, "test_loss": test_loss}})
         return RunResult(self.model, self.history, test_loss, test_acc, results)
@@ -253,12 +253,12 @@ class Trainer:
     def _write_results(self, status: str, test_loss: float | None, test_acc: float | None) -> dict[str, Any]:
         from ..graph import trace
 
-        summary = trace(self.model).summary()
+        summary = trace(self.model).to_dict()
         results = {
             **self.metadata,
             "status": status,
             "model": getattr(self.model, "config", {}),
-            "dataset": self.dataset.describe(),
+            "dataset": self.dataset.to_dict(),
             "train_config": self.config.model_dump(),
             "params": summary["params"],
             "macs": summary["macs"],

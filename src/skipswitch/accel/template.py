@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ...errors import SkipswitchError
-from ..parts import Part as FpgaPart
+from ..errors import SkipswitchError
+from ..fpga.parts import Part as FpgaPart
 
 DPE_SIZE = 9
 KERNEL = 3  # R = S = 3: the DPE's window
@@ -90,7 +90,7 @@ class AcceleratorDesign:
     def bytes_per_cycle(self) -> float:
         return self.bandwidth_gbps * 1e9 / (self.clock_mhz * 1e6)
 
-    def params(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 

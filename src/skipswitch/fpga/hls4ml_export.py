@@ -44,7 +44,7 @@ class ExportResult:
     skip_stream_depths: dict[str, int] = field(default_factory=dict)
     synthesis: dict | None = None
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         from dataclasses import asdict
 
         return asdict(self)

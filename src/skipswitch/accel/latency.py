@@ -98,7 +98,7 @@ class Evaluation:
     def ms(self, cycles) -> np.ndarray:
         return np.asarray(cycles) / (self.clock_mhz * 1e3)
 
-    def summary(self) -> dict:
+    def to_dict(self) -> dict:
         out = {k: float(getattr(self, k)) for k in ("latency", "compute", "weight_exposed", "act_exposed",
                                                         "weight_bytes", "act_bytes")}
         out.update({f"{k}_ms": float(self.ms(getattr(self, k))) for k in ("latency", "compute", "weight_exposed",
@@ -212,7 +212,7 @@ def evaluate(design: AcceleratorDesign, workload: Workload, policy: str = "most-
     if per_query:
         for i in workload.trace:
             single = evaluate_arrays(workload.with_trace([i]), plan, *args, overlap=d.double_buffer)
-            result.per_query.append({"subnet": workload.subnets[i].name, **single.summary()})
+            result.per_query.append({"subnet": workload.subnets[i].name, **single.to_dict()})
     return result
 
 
@@ -225,10 +225,10 @@ def switching_report(design: AcceleratorDesign, workload: Workload) -> dict:
     """Temporal baseline (no PB), FastSwitch with each PB policy at ``design.pb_bytes``, and spatial
     switching (a PB holding every weight of the sequence), all on the same array and tiles."""
     base = design.replace(pb_bytes=0)
-    report = {"baseline": evaluate(base, workload).summary()}
+    report = {"baseline": evaluate(base, workload).to_dict()}
     for policy in ("smallest", "most-used"):
-        report[policy] = evaluate(design, workload, policy).summary()
+        report[policy] = evaluate(design, workload, policy).to_dict()
     union_bytes = workload.union_elements() * design.dw // 8
-    report["spatial"] = {**evaluate(design.replace(pb_bytes=union_bytes), workload, "most-used").summary(),
+    report["spatial"] = {**evaluate(design.replace(pb_bytes=union_bytes), workload, "most-used").to_dict(),
                          "pb_bytes": union_bytes}
     return report

@@ -69,7 +69,7 @@ def estimate(
     print_rich(comparison)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "estimate.json", comparison.as_dict())
+        atomic_write_json(out / "estimate.json", comparison.to_dict())
         atomic_write_text(out / "estimate.md", comparison_markdown(comparison) + "\n")
         bar_chart(comparison, out / "estimate.png")
         typer.echo(f"wrote {out / 'estimate.json'}, {out / 'estimate.md'}, {out / 'estimate.png'}")
@@ -102,7 +102,7 @@ def hls4ml_cmd(
                            integer_bits=integer_bits, reuse_factor=reuse_factor, part=part,
                            use_estimator_depths=not hls4ml_depths, synth=synth)
     report = {"checkpoint": str(checkpoint), "dataset": dataset.name, "skip_modes": getattr(model, "skip_modes", None),
-              "hls4ml_version": _hls4ml_version(), **result.as_dict()}
+              "hls4ml_version": _hls4ml_version(), **result.to_dict()}
     atomic_write_json(out / "hls4ml_report.json", report)
     typer.echo(f"C-sim vs PyTorch on {result.images} test images at {result.precision}: argmax agreement "
                f"{result.argmax_agreement:.3f}, max abs error {result.max_abs_error:.4f}; skip stream depths "

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import SkipswitchError
+from ..errors import SkipswitchError
 from .latency import evaluate_arrays, fast_latency
-from ..parts import Part as FpgaPart
+from ..fpga.parts import Part as FpgaPart
 from .template import BUFFERS, AcceleratorDesign, bus_bits, fits, resources
 from .workload import Workload, pb_plan
 

@@ -15,7 +15,7 @@ WORKLOAD_CACHE = Path("runs/accel/workloads")
 
 
 def _workload(name: str, sequence: int, seed: int, trace: str | None = None):
-    from ...errors import SkipswitchError
+    from ..errors import SkipswitchError
     from .workload import WORKLOADS, get_workload, load_workload, save_workload
 
     # Building ofa-resnet50 (supernet, 9 extractions and traces) takes minutes on 2 shared cores: cache it.
@@ -45,14 +45,14 @@ def dse_cmd(
     out: Path = typer.Option(Path("runs/accel"), help="Folder for dse.json and dse.png."),
 ):
     """Brute-force grid: the paper's two phases and a joint search; best design and Pareto set."""
-    from ...checkpoint import atomic_write_json
+    from ..checkpoint import atomic_write_json
     from .dse import explore, two_phase
-    from ..parts import get_part
+    from ..fpga.parts import get_part
     from .plots import dse_plot
     from .workload import PB_POLICIES
 
     if policy not in PB_POLICIES:
-        from ...errors import SkipswitchError
+        from ..errors import SkipswitchError
 
         raise SkipswitchError(f"invalid --policy {policy!r}; choose one of {', '.join(PB_POLICIES)}")
     fpga = get_part(part)
@@ -94,8 +94,8 @@ def evaluate_cmd(
 ):
     """Latency breakdown (switching/loading vs compute): temporal baseline, FastSwitch with both PB
     policies, spatial switching; per part, with a stacked-bar PNG (paper Fig. 5)."""
-    from ...checkpoint import atomic_write_json
-    from ...errors import SkipswitchError
+    from ..checkpoint import atomic_write_json
+    from ..errors import SkipswitchError
     from .plots import breakdown_plot
     from .study import best_design, part_report
 
@@ -103,7 +103,7 @@ def evaluate_cmd(
     if given and len(given) != len(DESIGN_AXES):
         raise SkipswitchError(f"give all of --kp --yp --tk --tc --tx --ty or none; missing "
                               f"{', '.join('--' + a for a in DESIGN_AXES if a not in given)}")
-    from ..parts import get_part
+    from ..fpga.parts import get_part
 
     work = _workload(workload, sequence, seed, trace)
     reports = {}

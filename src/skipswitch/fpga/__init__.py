@@ -1,5 +1,5 @@
-"""Hardware models read from the graph IR: FPGA part table, hls4ml io_stream dataflow estimator,
-hls4ml export, and the FastSwitch accelerator template, latency model and DSE (``hw.accelerator``).
+"""Tailor's hardware side, read from the graph IR: FPGA part table, hls4ml io_stream dataflow
+estimator, hls4ml export, and the skip order by buffer cost (registered as Tailor's ``cost`` order).
 
 Names are exported lazily (PEP 562) so that importing the CLI group does not import torch.
 """

@@ -56,10 +56,10 @@ from typing import Iterable
 
 from ..errors import SkipswitchError
 from ..graph import NetworkGraph
+from ..models.resnet import SKIP_MODES
 from .parts import Part, get_part
 
 RESOURCES = ("bram18", "dsp", "ff", "lut")
-SKIP_MODES = ("long", "short", "none")
 
 # DS255 (LogiCORE Multiplier v11.2): 9x9 speed-optimised LUT multiplier, 115 LUTs.
 _DS255_LUTS, _DS255_BITS = 115, 9
@@ -139,7 +139,7 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(*(getattr(self, r) + getattr(other, r) for r in RESOURCES))
 
-    def as_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int]:
         return {r: getattr(self, r) for r in RESOURCES}
 
 
@@ -219,26 +219,26 @@ class Estimate:
         total = self.total
         return {r: 100.0 * getattr(total, r) / self.part.capacity(r) for r in RESOURCES}
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "model": self.model,
             "config": asdict(self.config),
-            "part": self.part.as_dict(),
-            "total": self.total.as_dict(),
+            "part": self.part.to_dict(),
+            "total": self.total.to_dict(),
             "utilization_percent": self.utilization(),
-            "by_category": {k: v.as_dict() for k, v in self.by_category().items()},
+            "by_category": {k: v.to_dict() for k, v in self.by_category().items()},
             "interval_cycles": self.interval_cycles,
             "latency_cycles": self.latency_cycles,
             "skips": [asdict(s) for s in self.skips],
             "stages": [
                 {"name": s.name, "kind": s.kind, "layers": list(s.layers), "out_shape": list(s.out_shape),
                  "reuse_factor": s.reuse_factor, "multipliers": s.multipliers,
-                 "cycles_per_image": s.cycles_per_image, **s.cost.as_dict()}
+                 "cycles_per_image": s.cycles_per_image, **s.cost.to_dict()}
                 for s in self.stages
             ],
             "fifos": [
                 {"name": f.name, "producer": f.producer, "consumer": f.consumer, "width_bits": f.width_bits,
-                 "depth": f.depth, "impl": f.impl, "skip": f.skip, **f.cost.as_dict()}
+                 "depth": f.depth, "impl": f.impl, "skip": f.skip, **f.cost.to_dict()}
                 for f in self.fifos
             ],
         }
@@ -496,12 +496,12 @@ class Comparison:
         return {r: (100.0 * (getattr(base, r) - getattr(other, r)) / getattr(base, r)) if getattr(base, r) else 0.0
                 for r in RESOURCES}
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return {
             "model": self.model,
-            "part": self.part.as_dict(),
+            "part": self.part.to_dict(),
             "config": asdict(self.config),
-            "modes": {m: e.as_dict() for m, e in self.estimates.items()},
+            "modes": {m: e.to_dict() for m, e in self.estimates.items()},
             "savings_percent_vs_long": {m: self.savings(m) for m in self.estimates if m != "long"},
         }
 

@@ -1,4 +1,4 @@
-"""FastSwitch accelerator model (paper: fastswitch-weight-sharing.md, Sec. 3-4): template and
+"""FastSwitch accelerator model (Tong et al., Sec. 3-4): template and
 Table-2 buffers (``template``), workloads of weight-sharing subnets (``workload``), the latency
 and switching model (``latency``), design-space exploration (``dse``) and figures (``plots``).
 

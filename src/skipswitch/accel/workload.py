@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ...errors import SkipswitchError
-from ...supernet.regions import Box, box_overlap, box_volume
+from ..errors import SkipswitchError
+from ..regions import Box, box_overlap, box_volume
 
 PB_POLICIES = ("smallest", "most-used")
 
@@ -233,7 +233,7 @@ def workload_from_supernet(supernet, configs: Sequence[Any], name: str = "worklo
                            trace_fn: Callable | None = None) -> Workload:
     """Subnets of ``supernet`` for ``configs``: ``trace(supernet.extract(c))`` + ``supernet.weight_regions(c)``."""
     if trace_fn is None:
-        from ...graph import trace as trace_fn
+        from ..graph import trace as trace_fn
     subnets = []
     for i, config in enumerate(configs):
         graph = trace_fn(supernet.extract(config))
@@ -243,7 +243,7 @@ def workload_from_supernet(supernet, configs: Sequence[Any], name: str = "worklo
 
 def workload_from_pareto_checkpoint(path: str) -> Workload:
     """The Pareto set stored in a supernet checkpoint by ``skipswitch supernet search``, in size order."""
-    from ...supernet.io import load_supernet
+    from ..supernet.io import load_supernet
 
     supernet, _ = load_supernet(path)
     configs = sorted(supernet.bn_configs.values(), key=supernet.weight_bytes)
@@ -295,7 +295,7 @@ def spread_configs(supernet, count: int, candidates: int = 120, seed: int = 0) -
 def ofa_resnet50_workload(sequence: int = 9, seed: int = 0, candidates: int = 300) -> Workload:
     """The default workload: an untrained ``ofa-resnet50`` supernet, ``sequence`` subnets spread smallest->largest."""
     try:
-        from ...supernet import supernet_for
+        from ..supernet import supernet_for
     except ImportError:
         raise SkipswitchError("workload ofa-resnet50 needs skipswitch.supernet (issue 4), not installed here") from None
     supernet = supernet_for("ofa-resnet50")
@@ -327,7 +327,7 @@ def workload_from_dict(data: dict) -> Workload:
 
 
 def save_workload(workload: Workload, path) -> None:
-    from ...checkpoint import atomic_write_json
+    from ..checkpoint import atomic_write_json
 
     atomic_write_json(path, workload_to_dict(workload))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .dse import default_grid, explore, to_design
 from .latency import switching_report
-from ..parts import Part as FpgaPart
+from ..fpga.parts import Part as FpgaPart
 from .template import AcceleratorDesign, design_resources, fits
 from .workload import Workload
 
@@ -28,7 +28,7 @@ def part_report(design: AcceleratorDesign, workload: Workload, part: FpgaPart) -
     no_pb = explore(workload, part, grid, dw=design.dw)
     report["best_no_pb"] = no_pb.best()
     report["best_no_pb_latency_ms"] = report["best_no_pb"]["latency_ms"]
-    report["design"] = design.params()
+    report["design"] = design.to_dict()
     report["design_short"] = (f"K_p={design.kp} Y_p={design.yp} T=({design.tk},{design.tc},{design.tx},{design.ty}) "
                               f"PB={design.pb_bytes / 2**20:.2f} MiB")
     report["resources"] = design_resources(design, part)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes
 from .template import BUFFERS
 
 BREAKDOWN = (("compute", "compute"), ("weight_exposed", "weight loading / switching (exposed)"),

@@ -47,7 +47,7 @@ class Part:
     def capacity(self, resource: str) -> int:
         return {"bram18": self.bram18, "dsp": self.dsp, "lut": self.lut, "ff": self.ff, "uram": self.uram}[resource]
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         return asdict(self)
 
 
@@ -72,8 +72,6 @@ PARTS: dict[str, Part] = {
 
 _ALIASES = {"ultra96": "zu3eg", "zcu104": "zu7ev", "u280": "xcu280", "u280-hbm": "xcu280-hbm", "vu13p": "xcvu13p",
             "xczu3eg": "zu3eg", "xczu7ev": "zu7ev"}
-# The boards the FastSwitch accelerator is evaluated on (the paper's Ultra96, ZCU104, U280).
-ACCELERATOR_PARTS = ("zu3eg", "zu7ev", "xcu280")
 
 
 def list_parts() -> list[str]:
