@@ -51,8 +51,9 @@ def run_cmd(job: FedRunJob):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..jobs.federated import run
+    from ..jobs.federated import check_engine, run
 
+    check_engine(job.engine)  # before the progress bar starts
     progress = Progress(TextColumn("[bold]federated rounds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=Console(stderr=True), disable=job.quiet)
     with progress:

@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
+import click
 import typer
 from pydantic import BaseModel
 
@@ -69,7 +70,7 @@ def options_from(model: type[BaseModel], *, exclude: tuple[str, ...] = (), argum
             extra = {k: values.pop(k) for k in own_names}
             path = values.pop("config_path", None)
             if path is not None:
-                ctx = typer.get_current_context()
+                ctx = click.get_current_context()
                 given = {k: v for k, v in values.items()
                          if ctx.get_parameter_source(k).name not in ("DEFAULT", "DEFAULT_MAP")}
                 values = {**config_file(path).model_dump(), **given}

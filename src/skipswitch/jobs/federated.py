@@ -41,12 +41,18 @@ class FedRunResult(JobResult):
         return last.get(f"{which}_val_acc", float("nan"))
 
 
-def run(job: FedRunJob, on_round: Optional[Callable[[dict[str, Any]], None]] = None) -> FedRunResult:
+def check_engine(engine: str) -> None:
     from ..errors import SkipswitchError
-    from ..federated.simulate import ENGINES, run_federated
+    from ..federated.simulate import ENGINES
 
-    if job.engine not in ENGINES:
-        raise SkipswitchError(f"unknown engine {job.engine!r}; choose flower or local")
+    if engine not in ENGINES:
+        raise SkipswitchError(f"unknown engine {engine!r}; choose flower or local")
+
+
+def run(job: FedRunJob, on_round: Optional[Callable[[dict[str, Any]], None]] = None) -> FedRunResult:
+    from ..federated.simulate import run_federated
+
+    check_engine(job.engine)
     out = job.run_dir()
     results = run_federated(job.fed_config(), out, engine=job.engine, resume=job.resume, on_round=on_round,
                             verbose=job.verbose)
