@@ -255,10 +255,10 @@ def test_cli_evaluate_and_dse_on_standin(work, tmp_path, monkeypatch):
 
     from skipswitch.cli import app
 
-    from skipswitch.accel import cli as accel_cli
+    from skipswitch.jobs import accel as accel_jobs
 
     monkeypatch.setitem(wl.WORKLOADS, "standin", lambda sequence, seed: work)
-    monkeypatch.setattr(accel_cli, "WORKLOAD_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(accel_jobs, "WORKLOAD_CACHE", tmp_path / "cache")
     from skipswitch.accel import study
 
     monkeypatch.setattr(dse, "default_grid", lambda w, dw=8: SMALL_GRID)

@@ -61,7 +61,7 @@ def test_removal_drops_the_projection_and_alteration_is_one_way():
 
 
 def test_cost_order_puts_the_largest_skip_buffer_first():
-    from skipswitch.fpga import EstimatorConfig, estimate_graph
+    from skipswitch.fpga import EstimatorConfig, estimate_graph, order  # noqa: F401  (order registers "cost")
     from skipswitch.tailor import AlterationSchedule
 
     model = create_model("resnet20", num_classes=10, input_size=16)

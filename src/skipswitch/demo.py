@@ -1,9 +1,8 @@
 """``skipswitch demo``: the whole system on the embedded default dataset (digits).
 
-The demo composes the project's own commands: each step runs one or more
-``skipswitch ...`` command lines in-process (exactly what a user would type), writing
-into ``<out>/<step>/``, then builds its report section from the files the commands
-wrote. A finished step records its section in ``<out>/<step>/section.json``; a rerun
+The demo composes the project's jobs (skipswitch.jobs, what each command runs): each step
+runs one or more jobs writing into ``<out>/<step>/`` and builds its report section from their
+typed results. A finished step records its section in ``<out>/<step>/section.json``; a rerun
 skips finished steps, so a failed or interrupted demo resumes where it stopped. At the
 end one report (``report.html`` with embedded plots, and ``report.md``) holds every figure.
 """
@@ -21,7 +20,9 @@ from rich.table import Table
 
 from .checkpoint import atomic_write_json
 from .errors import SkipswitchError
+from .jobs import accel, fpga, serve, supernet, training
 from .report import Section, write_report
+from .training.config import validated
 
 
 @dataclass
@@ -60,23 +61,6 @@ class DemoSettings:
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
 
-    def quiet_flag(self) -> list[str]:
-        return ["--quiet"] if self.quiet else []
-
-
-def run_command(argv: list[str]) -> None:
-    """Run ``skipswitch <argv>`` in-process, as the CLI would, raising SkipswitchError on failure."""
-    import click
-    import typer.main
-
-    from .cli import app
-
-    command = typer.main.get_command(app)
-    try:
-        command.main(args=[str(a) for a in argv], prog_name="skipswitch", standalone_mode=False)
-    except click.exceptions.ClickException as exc:
-        raise SkipswitchError(f"`skipswitch {' '.join(map(str, argv))}`: {exc.format_message()}") from None
-
 
 @dataclass
 class Step:
@@ -85,59 +69,53 @@ class Step:
     run: Callable[[DemoSettings, Path], Section]
 
 
-def _results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
-
-
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
 # -- Tailor -------------------------------------------------------------------------------------------
 def _teacher(s: DemoSettings, d: Path) -> Section:
-    run_command(["train", "--model", s.model, "--dataset", s.dataset, "--epochs", s.epochs, "--lr", 0.1,
-                 "--out", d, "--resume", *s.quiet_flag()])
-    return _tailor_section(s, "Teacher (long skips)", d)
+    result = training.train(validated(training.TrainJob, model=s.model, dataset=s.dataset, epochs=s.epochs, lr=0.1,
+                                      out=d, resume=True, quiet=s.quiet))
+    return _tailor_section("Teacher (long skips)", result)
 
 
 def _tailor(method: str) -> Callable[[DemoSettings, Path], Section]:
     def run(s: DemoSettings, d: Path) -> Section:
-        run_command(["tailor", "--teacher", s.path("teacher", "model.safetensors"), "--method", method,
-                     "--epochs", s.epochs, "--every", s.every, "--lr", 0.05, "--out", d, "--resume", *s.quiet_flag()])
+        result = training.tailor(validated(
+            training.TailorJob, teacher=s.path("teacher", "model.safetensors"), method=method, epochs=s.epochs,
+            every=s.every, lr=0.05, out=d, resume=True, quiet=s.quiet))
         title = "Tailor: Skip Remover" if method == "remove" else "Tailor: Skip Shortener"
-        section = _tailor_section(s, title, d)
-        _plot_val_accuracy(s, d, d / "val_accuracy.png")
+        section = _tailor_section(title, result)
+        _plot_val_accuracy(s, result, d / "val_accuracy.png")
         section.images.append(d / "val_accuracy.png")
         return section
 
     return run
 
 
-def _tailor_section(s: DemoSettings, title: str, d: Path) -> Section:
-    r = _results(d)
+def _tailor_section(title: str, r: training.TrainResult) -> Section:
     section = Section(title=title, header=["run", "test acc (%)", "params", "MACs", "skips (long)"])
-    section.rows.append([title, _pct(r["test_acc"]), f"{r['params']:,}", f"{r['macs']:,}",
-                         f"{r['skips']} ({r['long_skips']})"])
-    if "teacher_test_acc" in r:
-        sched = r["schedule"]
-        section.rows.insert(0, ["teacher", _pct(r["teacher_test_acc"]), "", "", ""])
-        section.notes.append(f"{len(sched['alterations'])} skips altered, one every {sched['every']} epochs from the "
-                             f"{sched['order']} side, under KD ({r['kd']['kind']}, alpha {r['kd']['alpha']}); "
-                             f"teacher weights and BN buffers unchanged: {r.get('teacher_unchanged')}")
+    section.rows.append([title, _pct(r.test_acc), f"{r.params:,}", f"{r.macs:,}", f"{r.skips} ({r.long_skips})"])
+    if isinstance(r, training.TailorResult):
+        section.rows.insert(0, ["teacher", _pct(r.teacher_test_acc), "", "", ""])
+        section.notes.append(f"{len(r.schedule.alterations)} skips altered, one every {r.schedule.every} epochs from "
+                             f"the {r.schedule.order} side, under KD ({r.kd.kind}, alpha {r.kd.alpha}); "
+                             f"teacher weights and BN buffers unchanged: {r.teacher_unchanged}")
     return section
 
 
-def _plot_val_accuracy(s: DemoSettings, run_dir: Path, path: Path) -> None:
+def _plot_val_accuracy(s: DemoSettings, student: training.TailorResult, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    teacher, student = _results(s.path("teacher")), _results(run_dir)
+    teacher = training.TrainResult.load(s.path("teacher", "results.json"))
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for r, label in ((teacher, "teacher, trained from scratch"), (student, f"student ({student['method']}), from the teacher")):
-        ax.plot([h["epoch"] for h in r["history"]], [100 * h["val_acc"] for h in r["history"]], label=label)
-    for h in student["history"]:
+    for r, label in ((teacher, "teacher, trained from scratch"), (student, f"student ({student.method}), from the teacher")):
+        ax.plot([h["epoch"] for h in r.history], [100 * h["val_acc"] for h in r.history], label=label)
+    for h in student.history:
         if "event" in h:
             ax.axvline(h["epoch"], color="grey", alpha=0.3, linewidth=0.8)
     ax.set_xlabel("epoch")
@@ -155,12 +133,11 @@ def _hw_estimate(s: DemoSettings, d: Path) -> Section:
                       header=["precision", "resource", "long", "short", "none", "saved by short", "saved by none"])
     for bits in (8, 16):
         out = d / f"{bits}bit"
-        run_command(["hw", "estimate", "--checkpoint", s.path("tailor-shorten", "model.safetensors"),
-                     "--precision", bits, "--part", "zu7ev", "--out", out])
-        est = json.loads((out / "estimate.json").read_text())
+        _, est = fpga.estimate(validated(fpga.EstimateJob, checkpoint=s.path("tailor-shorten", "model.safetensors"),
+                                         precision=bits, part="zu7ev", out=out))
         for res in ("bram18", "dsp", "ff", "lut"):
-            totals = [est["modes"][m]["total"][res] for m in ("long", "short", "none")]
-            saved = [est["savings_percent_vs_long"][m][res] for m in ("short", "none")]
+            totals = [est.total(m, res) for m in ("long", "short", "none")]
+            saved = [est.savings_percent_vs_long[m][res] for m in ("short", "none")]
             section.rows.append([f"{bits}-bit", res.upper(), *(f"{t:,}" for t in totals),
                                  *(f"{v:+.1f}%" for v in saved)])
         section.images.append(out / "estimate.png")
@@ -170,63 +147,54 @@ def _hw_estimate(s: DemoSettings, d: Path) -> Section:
 
 
 def _hls4ml(s: DemoSettings, d: Path) -> Section:
-    run_command(["hw", "hls4ml", s.path("tailor-shorten", "model.safetensors"), "--out", d,
-                 "--images", 20 if s.quick else 100])
-    r = json.loads((d / "hls4ml_report.json").read_text())
+    r = fpga.hls4ml(validated(fpga.Hls4mlJob, checkpoint=s.path("tailor-shorten", "model.safetensors"), out=d,
+                              images=20 if s.quick else 100))
     return Section(
         title="hls4ml export of the Skip Shortener model, C simulation against PyTorch",
         header=["hls4ml", "precision", "test images", "argmax agreement", "max abs logit error", "skip streams"],
-        rows=[[r["hls4ml_version"], r["precision"], r["images"], f"{r['argmax_agreement']:.3f}",
-               f"{r['max_abs_error']:.4f}", len(r["skip_stream_depths"])]],
-        notes=[f"stream depths of skips from the estimator: {r['skip_stream_depths']}"],
+        rows=[[r.hls4ml_version, r.precision, r.images, f"{r.argmax_agreement:.3f}", f"{r.max_abs_error:.4f}",
+               len(r.skip_stream_depths)]],
+        notes=[f"stream depths of skips from the estimator: {r.skip_stream_depths}"],
     )
 
 
 # -- Supernet ---------------------------------------------------------------------------------------
 def _supernet(s: DemoSettings, d: Path) -> Section:
-    run_command(["supernet", "train", "--space", "resnet-cifar", "--dataset", s.dataset, "--skip-mode", "short",
-                 "--epochs", s.supernet_epochs, "--out", d, "--resume", *s.quiet_flag()])
-    from .checkpoint import read_metadata
-
-    m = read_metadata(d / "supernet.safetensors")["metrics"]
+    m = supernet.train(validated(supernet.SupernetTrainJob, space="resnet-cifar", dataset=s.dataset,
+                                 skip_mode="short", epochs=s.supernet_epochs, out=d, resume=True,
+                                 quiet=s.quiet)).supernet_metrics
     return Section(title="Short-skip weight-sharing supernet (resnet-cifar space, sandwich rule)",
                    header=["subnet", "test acc (%)"],
-                   rows=[["largest", _pct(m["largest_test_acc"])], ["smallest", _pct(m["smallest_test_acc"])]],
+                   rows=[["largest", _pct(m.largest_test_acc)], ["smallest", _pct(m.smallest_test_acc)]],
                    notes=[f"{s.supernet_epochs} epochs; every block has Tailor's short skips"])
 
 
 def _search(s: DemoSettings, d: Path) -> Section:
     population, generations = s.search_budget
-    run_command(["supernet", "search", s.path("supernet", "supernet.safetensors"), "--out", d,
-                 "--population", population, "--generations", generations])
-    r = json.loads((d / "pareto.json").read_text())
+    r = supernet.search(validated(supernet.SearchJob, checkpoint=s.path("supernet", "supernet.safetensors"), out=d,
+                                  population=population, generations=generations))
     section = Section(title="Pareto search (NSGA-II, pymoo): validation accuracy against MACs",
-                      header=["subnet", f"cost ({r['cost_unit']})", "val acc (%)", "test acc (%)", "weights (bytes)"],
-                      images=[d / "pareto.png"])
-    for p in r["pareto"]:
-        section.rows.append([p["key"], f"{p['cost']:.3f}", _pct(p["val_acc"]), _pct(p["test_acc"]),
-                             f"{p['weight_bytes']:,}"])
-    section.notes.append(f"{len(r['pareto'])} Pareto subnets of {len(r['evaluated'])} evaluated; their BatchNorm "
+                      header=["subnet", f"cost ({r.cost_unit})", "val acc (%)", "test acc (%)", "weights (bytes)"],
+                      images=[r.pareto_png])
+    for p in r.pareto:
+        section.rows.append([p.key, f"{p.cost:.3f}", _pct(p.val_acc), _pct(p.test_acc), f"{p.weight_bytes:,}"])
+    section.notes.append(f"{len(r.pareto)} Pareto subnets of {len(r.evaluated)} evaluated; their BatchNorm "
                          "statistics are stored in the checkpoint")
     return section
 
 
 def _accel(s: DemoSettings, d: Path) -> Section:
     ckpt = s.path("search", "supernet.safetensors")
-    run_command(["accel", "dse", "--part", "zu3eg", "--workload", ckpt, "--out", d])
-    parts: list[str] = []
-    for p in s.accel_parts:
-        parts += ["--part", p]
-    run_command(["accel", "evaluate", *parts, "--workload", ckpt, "--out", d])
-    r = json.loads((d / "evaluate.json").read_text())
+    accel.dse(validated(accel.DseJob, part="zu3eg", workload=str(ckpt), out=d))
+    r = accel.evaluate(validated(accel.EvaluateJob, part=s.accel_parts, workload=str(ckpt), out=d))
     section = Section(title="FastSwitch accelerator on the Pareto subnets: switching over the sequence",
                       header=["part", "design", "baseline (ms)", "PB=smallest (ms)", "PB=most-used (ms)",
                               "gain smallest", "gain most-used"],
                       images=[d / "breakdown.png", d / "dse.png"])
-    for name, p in r["parts"].items():
-        section.rows.append([name, p["design_short"], f"{p['baseline']['latency_ms']:.4f}",
-                             f"{p['smallest']['latency_ms']:.4f}", f"{p['most-used']['latency_ms']:.4f}",
-                             f"{100 * p['gain_smallest']:.1f}%", f"{100 * p['gain_most_used']:.1f}%"])
+    for name, p in r.parts.items():
+        section.rows.append([name, p.design_short, f"{p.baseline['latency_ms']:.4f}", f"{p.smallest['latency_ms']:.4f}",
+                             f"{p.most_used['latency_ms']:.4f}", f"{100 * p.gain_smallest:.1f}%",
+                             f"{100 * p.gain_most_used:.1f}%"])
     section.notes.append("latency of serving every Pareto subnet once, smallest to largest; baseline = the same "
                          "design without a persistent buffer (temporal switching)")
     return section
@@ -259,14 +227,12 @@ def _serve(s: DemoSettings, d: Path) -> Section:
                           header=["trace", "requests", "SLO attainment", "served acc (%)", "p50 (ms)", "p99 (ms)",
                                   "throughput (req/s)"])
         for trace in ("poisson", "bursty"):
-            report_path = d / f"loadgen-{trace}.json"
-            run_command(["loadgen", "--trace", trace, "--rate", 30, "--duration", duration, "--url", url,
-                         "--deadline-ms", 100, "--out", report_path])
-            r = json.loads(report_path.read_text())
+            r = serve.loadgen(validated(serve.LoadgenJob, trace=trace, rate=30, duration=duration, url=url,
+                                        deadline_ms=100, out=d / f"loadgen-{trace}.json"))
             fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731  (None when nothing was served)
-            section.rows.append([trace, r["sent"], f"{r['slo_attainment']:.3f}",
-                                 "n/a" if r["served_accuracy"] is None else _pct(r["served_accuracy"]),
-                                 fmt(r["p50_ms"], ".1f"), fmt(r["p99_ms"], ".1f"), f"{r['throughput']:.1f}"])
+            section.rows.append([trace, r.sent, f"{r.slo_attainment:.3f}",
+                                 "n/a" if r.served_accuracy is None else _pct(r.served_accuracy),
+                                 fmt(r.p50_ms, ".1f"), fmt(r.p99_ms, ".1f"), f"{r.throughput:.1f}"])
         metrics = httpx.get(f"{url}/metrics", timeout=5.0).text
         switches = [line for line in metrics.splitlines() if line.startswith("skipswitch_switches_total")]
         section.notes.append(f"{duration} s per trace at 30 requests/s, deadline 100 ms; " + (switches[0] if switches else ""))

@@ -1,9 +1,13 @@
-"""Tailor skip order by hardware cost: alter the skip whose buffer costs most first."""
+"""Tailor skip order by hardware cost: alter the skip whose buffer costs most first.
+
+Importing this module registers it as Tailor's ``cost`` order (registered from above, so that
+tailor/ imports nothing from the hardware layer)."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from ..tailor.schedule import register_order
 from .dataflow import EstimatorConfig, estimate_graph
 
 _SKIPS_PER_MODE = {"long": 1, "short": 2, "none": 0}
@@ -29,3 +33,5 @@ def cost_order(model: nn.Module, config: EstimatorConfig | None = None) -> list[
         cursor += n
     return sorted(costs, key=lambda b: (-costs[b][0], -costs[b][1], b))
 
+
+register_order("cost", cost_order)

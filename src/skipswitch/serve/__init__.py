@@ -2,7 +2,7 @@
 (SuperServe's SubNetAct), temporal/spatial baselines, FastSwitch-style persistent/dynamic
 buffers, an SLO-aware policy, an HTTP server and a load generator.
 
-Names load lazily so that the CLI (``skipswitch.serve.cli``) imports without torch."""
+Names load lazily so that the CLI imports without torch."""
 
 from __future__ import annotations
 

@@ -1,0 +1,137 @@
+"""The ``skipswitch`` command line: thin commands over the jobs (skipswitch.jobs).
+
+Each command's options are its job config's fields (cli.options); every user error is a
+``SkipswitchError``, printed as one ``error:`` line with exit code 2; the jobs import the heavy
+libraries when they run, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import SkipswitchError
+from ..jobs.training import EvalJob, TailorJob, TrainJob
+from .options import Interrupted, options_from
+
+app = typer.Typer(
+    name="skipswitch",
+    help="Resource-efficient DNN inference: Tailor skip alteration and FastSwitch weight-sharing supernets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Help of TrainConfig's fields (the training library's config carries no UI text).
+TRAIN_HELP = {
+    "epochs": "Training epochs (> 0).", "batch_size": "Mini-batch size (> 0).", "lr": "Initial learning rate.",
+    "momentum": "SGD momentum (Nesterov).", "weight_decay": "L2 weight decay.",
+    "schedule": "Learning-rate schedule: cosine or step.", "step_size": "Epochs per decay with --schedule step.",
+    "gamma": "Decay factor with --schedule step.", "seed": "Seed for weights, splits, order and augmentation.",
+}
+TRAIN_EXCLUDE = ("nesterov", "warmup_epochs")
+QUIET = {"quiet": ("--quiet", "-q")}
+EPOCH_RESUME = "interrupted; rerun with --resume to continue from the last finished epoch"
+
+
+def _echo_result(result, out: Path) -> None:
+    typer.echo(f"test accuracy {result.test_acc:.4f}  params {result.params:,}  MACs {result.macs:,}  "
+               f"-> {out / 'model.safetensors'}")
+
+
+@app.command()
+@options_from(TrainJob, exclude=TRAIN_EXCLUDE, decls=QUIET, help=TRAIN_HELP, interrupted=EPOCH_RESUME)
+def train(job: TrainJob):
+    """Train a network from scratch and write model.safetensors and results.json."""
+    from ..jobs.training import train
+
+    _echo_result(train(job), job.run_dir())
+
+
+@app.command()
+@options_from(TailorJob, exclude=TRAIN_EXCLUDE, decls=QUIET, help=TRAIN_HELP, interrupted=EPOCH_RESUME)
+def tailor(job: TailorJob):
+    """Retrain a student from TEACHER while removing or shortening its skips under KD."""
+    from ..jobs.training import tailor, tailor_run_dir
+
+    result = tailor(job)
+    typer.echo(f"teacher test accuracy {result.teacher_test_acc:.4f}")
+    _echo_result(result, tailor_run_dir(job))
+
+
+@app.command("eval")
+@options_from(EvalJob, exclude=("quiet", "resume"), arguments=("checkpoint",))
+def evaluate_cmd(job: EvalJob, as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a line of text.")):
+    """Report test accuracy, parameters and MACs of CHECKPOINT."""
+    from ..jobs.training import evaluate
+
+    r = evaluate(job)
+    if as_json:
+        typer.echo(r.to_json())
+    else:
+        typer.echo(f"{job.checkpoint}: test accuracy {r.test_acc:.4f}  params {r.params:,}  MACs {r.macs:,}  "
+                   f"skips {r.skips} ({r.long_skips} long)")
+
+
+@app.command("models")
+def models_cmd():
+    """List the registered model names."""
+    from ..models import list_models
+
+    typer.echo("\n".join(list_models()))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="Directory for every step's outputs and the report; a rerun resumes."),
+    model: Optional[str] = typer.Option(None, help="Model for the Tailor steps [default: resnet20, resnet8 with --quick]."),
+    dataset: str = typer.Option("digits", help="Dataset (digits is embedded: no download)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per Tailor training step [default: 30, or blocks + 3 with --quick]."),
+    quick: bool = typer.Option(False, "--quick", help="Every step with small budgets (about 2 minutes on 2 cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Run the whole system on digits and write report.html / report.md with every figure."""
+    from ..demo import DemoSettings, run_demo
+    from ..models import list_models
+
+    if epochs is not None and epochs < 1:
+        raise SkipswitchError(f"--epochs must be positive, got {epochs}")
+    model = model or ("resnet8" if quick else "resnet20")
+    if model not in list_models():
+        raise SkipswitchError(f"unknown model {model!r}; known models: {', '.join(list_models())}")
+    settings = DemoSettings(out=out, model=model, dataset=dataset, quick=quick, quiet=quiet)
+    # --quick: one alteration per epoch and three epochs to recover.
+    settings.epochs = epochs or (settings.n_blocks + 3 if quick else 30)
+    try:
+        run_demo(settings)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; rerun the same command to resume from the unfinished step") from None
+
+
+# Sub-command groups, imported after `app` (their modules import only typer, pydantic and the job configs).
+from . import accel, fed, hw, serve, supernet  # noqa: E402
+
+app.command("serve")(serve.serve)
+app.command("loadgen")(serve.loadgen)
+app.add_typer(hw.app, name="hw")
+app.add_typer(supernet.app, name="supernet")
+app.add_typer(accel.app, name="accel")
+app.add_typer(fed.app, name="fed")
+
+
+def main() -> None:
+    try:
+        app()
+    except SkipswitchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt as exc:
+        typer.echo(str(exc) if isinstance(exc, Interrupted) else "interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Serving jobs: the HTTP server over a supernet's Pareto set, and the open-loop load generator."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from pydantic import ConfigDict, Field
+
+from ..errors import SkipswitchError
+from .base import JobConfig, JobResult
+
+
+class ServeJob(JobConfig):
+    checkpoint: Path = Field(..., description="Supernet checkpoint (supernet.safetensors) with per-subnet BN statistics.")
+    pareto: Optional[Path] = Field(None, description="Pareto set JSON from `skipswitch supernet search` "
+                                                     "[default: the subnets whose BN statistics the checkpoint holds].")
+    port: int = Field(8000, description="TCP port on --host.")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    mode: str = Field("inplace", description="Switching: inplace, temporal, spatial or budget.")
+    policy: str = Field("slackfit", description="slackfit, slackfit-noshed, fixed-largest, fixed-smallest or fixed:<subnet>.")
+    queue: int = Field(256, description="Bounded queue length; more waiting requests get 503.")
+    deadline_ms: Optional[float] = Field(None, description="Deadline for requests that give none.")
+    device: str = Field("cpu", description="cpu or cuda.")
+    threads: int = Field(1, description="torch intra-op threads (1 keeps latency profiles stable on a shared CPU).")
+    max_batch: int = Field(32, description="Largest dynamic batch (profiled at powers of two).")
+    switch_interval_ms: float = Field(0.2, description="Python GIL switch interval (ms).")
+
+
+class ServeResult(JobResult):
+    KIND = "serve"
+    subnets: int
+    switches: int
+
+
+class LoadgenJob(JobConfig):
+    trace: str = Field("poisson", description="poisson, bursty, or a file of arrival times (seconds).")
+    rate: float = Field(50.0, description="Mean requests per second.")
+    duration: float = Field(10.0, description="Seconds of load (at most 3600).")
+    url: str = Field("http://127.0.0.1:8000", description="Server URL (loopback only).")
+    deadline_ms: Optional[float] = Field(100.0, description="Deadline sent with every request.")
+    subnet: Optional[str] = Field(None, description="Name a subnet for every request.")
+    accuracy_floor: Optional[float] = Field(None, description="Accuracy floor for every request.")
+    dataset: str = Field("digits", description="Inputs (and labels) from this dataset's test split.")
+    seed: int = Field(0, description="Trace seed.")
+    out: Optional[Path] = Field(None, description="Write the report as JSON here.")
+
+
+class LoadgenResult(JobResult):
+    """The load report (serve.loadgen.LoadReport's fields); with ``out``, its JSON file."""
+
+    KIND = "loadgen"
+    model_config = ConfigDict(extra="allow")
+    trace: str
+    sent: int
+    slo_attainment: float
+    served_accuracy: Optional[float]
+    p50_ms: Optional[float]
+    p99_ms: Optional[float]
+    throughput: float
+
+
+def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) -> ServeResult:
+    """Load the checkpoint once, profile its Pareto set, call ``on_ready(engine)``, and serve until
+    stopped (SIGINT/SIGTERM: uvicorn drains the queue, then this returns)."""
+    import torch
+    import uvicorn
+
+    from ..serve.engine import ServingEngine
+    from ..serve.policy import make_policy
+    from ..serve.server import create_app, loopback_socket
+
+    if job.threads < 1 or job.max_batch < 1 or not (0 < job.port < 65536) or not job.switch_interval_ms > 0:
+        raise SkipswitchError(f"invalid --threads={job.threads}, --max-batch={job.max_batch}, --port={job.port} "
+                              f"or --gil-switch-ms={job.switch_interval_ms}")
+    torch.set_num_threads(job.threads)
+    # The engine thread runs many small Python-level ops; with the default 5 ms GIL switch
+    # interval the HTTP event loop waits up to 5 ms at every hand-over (convoy effect).
+    sys.setswitchinterval(job.switch_interval_ms / 1e3)
+    sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b < job.max_batch] + [job.max_batch]
+    engine = ServingEngine.from_checkpoint(job.checkpoint, job.pareto, mode=job.mode, device=job.device,
+                                           batch_sizes=sizes)
+    app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue, default_deadline_ms=job.deadline_ms)
+    on_ready(engine)
+    sock = loopback_socket(job.host, job.port) if job.host in ("127.0.0.1", "localhost", "::1") else None
+    config = uvicorn.Config(app, host=job.host, port=job.port, log_level="warning", timeout_graceful_shutdown=30)
+    try:
+        uvicorn.Server(config).run(sockets=[sock] if sock else None)
+    except KeyboardInterrupt:  # uvicorn re-raises the signal after its graceful shutdown
+        pass
+    return ServeResult(subnets=len(engine.subnets), switches=engine.switches)
+
+
+def loadgen(job: LoadgenJob) -> LoadgenResult:
+    import asyncio
+
+    from ..serve.loadgen import TRACES, check_loopback, load_inputs, make_trace, read_trace, run_load
+
+    check_loopback(job.url)
+    if job.deadline_ms is not None and job.deadline_ms <= 0:
+        raise SkipswitchError(f"--deadline-ms must be positive, got {job.deadline_ms}")
+    builtin = job.trace in TRACES
+    arrivals = make_trace(job.trace, job.rate, job.duration, job.seed) if builtin else read_trace(job.trace, job.duration)
+    inputs, labels = load_inputs(job.url, job.dataset, job.seed)
+    report = asyncio.run(run_load(job.url, arrivals, inputs, labels, deadline_ms=job.deadline_ms,
+                                  options={"subnet": job.subnet, "accuracy_floor": job.accuracy_floor},
+                                  trace_name=job.trace if builtin else Path(job.trace).name))
+    result = LoadgenResult(**report.to_dict())
+    if job.out is not None:
+        result.save(job.out)
+    return result

@@ -1,0 +1,142 @@
+"""Jobs of weight-sharing supernets: sandwich training, NSGA-II Pareto search, inspection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import JobConfig, JobResult, RunOptions
+from .training import TrainResult
+
+
+class SupernetTrainJob(RunOptions):
+    space: str = Field("resnet-cifar", description="Search space: resnet-cifar or ofa-resnet50.")
+    dataset: str = Field("digits", description="digits, mnist5k, cifar10, cifar100, svhn or imagefolder.")
+    skip_mode: str = Field("long", description="Skip mode of every block: long, short or none.")
+    strategy: str = Field("sandwich", description="sandwich (in-place distillation), progressive (OFA) or compound (CompOFA).")
+    n_random: int = Field(2, description="Random subnets per step besides the largest and smallest.")
+    sort_every: int = Field(1, description="Sort inner channels by importance every K epochs (0: never).")
+    base_width: Optional[int] = Field(None, description="resnet-cifar: channels of stage 1 at width 1.0 [16].")
+    max_depth: Optional[int] = Field(None, description="resnet-cifar: most blocks per stage [3].")
+    out: Optional[Path] = Field(None, description="Run directory [default: runs/supernet-<space>-<dataset>-<skip-mode>].")
+    epochs: int = Field(30, description="Training epochs (> 0).")
+    batch_size: int = Field(64, description="Mini-batch size (> 0).")
+    lr: float = Field(0.1, description="Initial learning rate (cosine schedule, SGD with Nesterov momentum 0.9).")
+    weight_decay: float = Field(1e-4, description="L2 weight decay.")
+    seed: int = Field(0, description="Seed for weights, splits, sampling and search.")
+
+    def run_dir(self) -> Path:
+        return self.out or Path("runs") / f"supernet-{self.space}-{self.dataset}-{self.skip_mode}"
+
+
+class SupernetMetrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    largest_test_acc: float
+    smallest_test_acc: float
+
+
+class SupernetTrainResult(TrainResult):
+    KIND = "supernet-train"
+    supernet_metrics: SupernetMetrics
+
+
+class SearchJob(JobConfig):
+    checkpoint: Path = Field(..., description="A supernet checkpoint (supernet.safetensors).")
+    cost: str = Field("macs", description="Cost objective: macs, params, cpu-latency (or a registered one).")
+    population: int = Field(16, description="NSGA-II population size.")
+    generations: int = Field(8, description="NSGA-II generations.")
+    calibration: int = Field(4, description="Training batches used to recalibrate each subnet's BatchNorm.")
+    out: Optional[Path] = Field(None, description="Output directory [default: the checkpoint's directory / search-<cost>].")
+    dataset: Optional[str] = Field(None, description="Dataset [default: the checkpoint's].")
+    data_dir: Optional[Path] = Field(None, description="Directory holding a local dataset (CIFAR, SVHN, ImageFolder).")
+    seed: int = Field(0, description="Seed for weights, splits, sampling and search.")
+
+
+class ParetoPoint(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    key: str
+    cost: float
+    val_acc: float
+    test_acc: float
+    weight_bytes: int
+
+
+class SearchResult(JobResult):
+    """The search as the job returns it. Its file, ``pareto.json``, belongs to supernet.search
+    (read by serving), so this model is not written: the job builds it from the same dict."""
+
+    KIND = "supernet-search"
+    model_config = ConfigDict(extra="allow")
+    cost_unit: str
+    pareto: list[ParetoPoint]
+    evaluated: list[dict[str, Any]]
+    pareto_json: Path
+    pareto_png: Path
+    checkpoint: Path
+
+
+class InfoJob(JobConfig):
+    checkpoint: Path = Field(..., description="A supernet checkpoint.")
+
+
+class InfoResult(JobResult):
+    KIND = "supernet-info"
+    space: dict[str, Any]
+    skip_mode: str
+    subnets: int
+    largest_bytes: int
+    smallest_bytes: int
+    bn_subnets: list[dict[str, Any]]
+    dataset: Optional[str]
+    metrics: dict[str, Any]
+
+
+def train(job: SupernetTrainJob) -> SupernetTrainResult:
+    from ..models import check_skip_mode
+    from ..supernet.train import train_supernet
+    from ..training import TrainConfig, validated
+
+    check_skip_mode(job.skip_mode)
+    config = validated(TrainConfig, **job.model_dump(include={"epochs", "batch_size", "lr", "weight_decay", "seed"}))
+    space_args = {k: v for k, v in (("base_width", job.base_width), ("max_depth", job.max_depth)) if v is not None}
+    out = job.run_dir()
+    _, run = train_supernet(job.space, job.dataset, config=config, out_dir=out, skip_mode=job.skip_mode,
+                            strategy=job.strategy, n_random=job.n_random, sort_every=job.sort_every,
+                            space_args=space_args, data_dir=job.data_dir, quiet=job.quiet, resume=job.resume)
+    result = SupernetTrainResult(**run.results)
+    result.save(out / "results.json")
+    return result
+
+
+def search(job: SearchJob) -> SearchResult:
+    from ..data import load_dataset
+    from ..supernet.io import load_supernet, save_supernet
+    from ..supernet.search import get_cost, search as run_search, write_search
+
+    get_cost(job.cost)  # fail on a bad name before loading anything
+    supernet, meta = load_supernet(job.checkpoint)
+    ds_meta = meta.get("dataset", {})
+    ds = load_dataset(job.dataset or ds_meta.get("name", "digits"), job.data_dir, seed=ds_meta.get("seed", 0))
+    out = job.out or job.checkpoint.parent / f"search-{job.cost}"
+    supernet.bn_stats.clear()
+    supernet.bn_configs.clear()
+    found = run_search(supernet, ds, cost=job.cost, population=job.population, generations=job.generations,
+                       seed=job.seed, calibration=job.calibration)
+    json_path, png_path = write_search(found, out)
+    save_supernet(out / "supernet.safetensors", supernet,
+                  {**{k: v for k, v in meta.items() if k != "bn_configs"}, "pareto": str(json_path)})
+    return SearchResult(**found, pareto_json=json_path, pareto_png=png_path, checkpoint=out / "supernet.safetensors")
+
+
+def info(job: InfoJob) -> InfoResult:
+    from ..supernet.io import load_supernet
+
+    supernet, meta = load_supernet(job.checkpoint)
+    space = supernet.space
+    return InfoResult(space=space.to_dict(), skip_mode=supernet.supernet_skip_mode, subnets=space.size(),
+                      largest_bytes=supernet.weight_bytes(space.largest()),
+                      smallest_bytes=supernet.weight_bytes(space.smallest()),
+                      bn_subnets=[c.to_dict() for c in supernet.bn_configs.values()],
+                      dataset=meta.get("dataset", {}).get("name"), metrics=meta.get("metrics", {}))

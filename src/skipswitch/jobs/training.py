@@ -1,0 +1,155 @@
+"""Jobs of the Tailor flow: train a network, tailor its skips under KD, evaluate a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..training.config import TrainConfig
+from .base import JobResult, RunOptions
+
+
+class TrainJob(TrainConfig, RunOptions):
+    model: str = Field("resnet20", description="Model name from the registry (see `skipswitch models`).")
+    dataset: str = Field("digits", description="digits, mnist5k, cifar10, cifar100, svhn or imagefolder.")
+    skip_mode: str = Field("long", description="long (teacher), short, or none (no-skip baseline).")
+    out: Optional[Path] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<skip-mode>].")
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
+
+    def run_dir(self) -> Path:
+        return self.out or Path("runs") / f"{self.model}-{self.dataset}-{self.skip_mode}"
+
+
+class TailorJob(TrainConfig, RunOptions):
+    teacher: Path = Field(..., description="Teacher checkpoint (model.safetensors from `skipswitch train`).")
+    method: str = Field(..., description="remove (Skip Remover) or shorten (Skip Shortener).")
+    model: Optional[str] = Field(None, description="Student architecture; must equal the teacher's.")
+    dataset: Optional[str] = Field(None, description="Dataset [default: the teacher's].")
+    out: Optional[Path] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<method>].")
+    kd: str = Field("mse", description="KD loss: mse (Tailor reference) or kl (softened, with --temperature).")
+    alpha: float = Field(0.35, description="Weight of the distillation term; 1 - alpha weighs cross-entropy.")
+    temperature: float = Field(4.0, description="Softmax temperature for --kd kl.")
+    every: int = Field(3, description="Alter the next skip every K epochs.")
+    order: str = Field("input", description="Which skip first: input (reference), output, cost (largest skip "
+                                            "buffer first), or another registered order.")
+    lr: float = Field(0.05, gt=0, description="Initial learning rate.")  # fine-tuning from the teacher
+
+    train_config = TrainJob.train_config
+
+
+class TrainResult(JobResult):
+    """``results.json`` of a training run. The trainer writes it as a dict while it runs (and on
+    failure); the job rewrites it through this model when the run has finished."""
+
+    KIND = "train"
+    model_config = ConfigDict(extra="allow")  # the trainer's per-run metadata (run, skip_mode, ...)
+    status: str
+    model: dict[str, Any]
+    dataset: dict[str, Any]
+    train_config: dict[str, Any]
+    params: int
+    macs: int
+    skips: int
+    long_skips: int
+    history: list[dict[str, Any]]
+    test_loss: Optional[float]
+    test_acc: Optional[float]
+
+
+class TailorKD(BaseModel):
+    kind: str
+    alpha: float
+    temperature: float
+
+
+class TailorSchedule(BaseModel):
+    every: int
+    order: str
+    alterations: list[dict[str, Any]]
+
+
+class TailorResult(TrainResult):
+    KIND = "tailor"
+    method: str
+    teacher: str
+    teacher_test_acc: float
+    kd: TailorKD
+    schedule: TailorSchedule
+    teacher_unchanged: bool
+
+
+class EvalJob(RunOptions):
+    checkpoint: Path = Field(..., description="A model checkpoint (.safetensors).")
+    dataset: Optional[str] = Field(None, description="Dataset [default: the checkpoint's].")
+    seed: Optional[int] = Field(None, description="Split seed [default: the checkpoint's].")
+
+
+class EvalResult(JobResult):
+    KIND = "eval"
+    checkpoint: str
+    dataset: str
+    test_acc: float
+    test_loss: float
+    params: int
+    macs: int
+    skip_modes: list[str]
+    skips: int
+    long_skips: int
+
+
+def train(job: TrainJob) -> TrainResult:
+    from ..models import check_skip_mode
+    from ..training.run import train_model
+
+    check_skip_mode(job.skip_mode)
+    out = job.run_dir()
+    run = train_model(job.model, job.dataset, config=job.train_config(), out_dir=out, skip_mode=job.skip_mode,
+                      data_dir=job.data_dir, quiet=job.quiet, resume=job.resume)
+    result = TrainResult(**run.results)
+    result.save(out / "results.json")
+    return result
+
+
+def tailor_run_dir(job: TailorJob) -> Path:
+    from ..checkpoint import read_metadata
+
+    if job.out is not None:
+        return job.out
+    meta = read_metadata(job.teacher)
+    name = meta.get("model", {}).get("name", "model")
+    return Path("runs") / f"{name}-{job.dataset or meta.get('dataset', {}).get('name', 'digits')}-{job.method}"
+
+
+def tailor(job: TailorJob) -> TailorResult:
+    from ..tailor import run_tailor
+    from ..fpga import order  # noqa: F401  (registers the hardware-cost order "cost")
+
+    out = tailor_run_dir(job)
+    run = run_tailor(job.teacher, job.method, config=job.train_config(), out_dir=out, model_name=job.model,
+                     dataset_name=job.dataset, data_dir=job.data_dir, kd=job.kd, alpha=job.alpha,
+                     temperature=job.temperature, every=job.every, order=job.order, quiet=job.quiet,
+                     resume=job.resume)
+    result = TailorResult(**run.results)
+    result.save(out / "results.json")
+    return result
+
+
+def evaluate(job: EvalJob) -> EvalResult:
+    from ..checkpoint import load_model
+    from ..data import load_dataset
+    from ..graph import trace
+    from ..training import evaluate as evaluate_model
+
+    model, meta = load_model(job.checkpoint)
+    ds_meta = meta.get("dataset", {})
+    ds = load_dataset(job.dataset or ds_meta.get("name", "digits"), job.data_dir,
+                      seed=job.seed if job.seed is not None else ds_meta.get("seed", 0))
+    loss, acc = evaluate_model(model, ds.test)
+    summary = trace(model).to_dict()
+    return EvalResult(checkpoint=str(job.checkpoint), dataset=ds.name, test_acc=acc, test_loss=loss,
+                      params=summary["params"], macs=summary["macs"], skip_modes=model.skip_modes,
+                      skips=summary["skips"], long_skips=summary["long_skips"])
