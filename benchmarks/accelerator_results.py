@@ -41,7 +41,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     if args.workload.endswith(".json") and not Path(args.workload).exists():
-        work = get_workload("ofa-resnet50", sequence=9)  # needs skipswitch.supernet (issue 4)
+        work = get_workload("ofa-resnet50", sequence=9)  # an untrained skipswitch.supernet ofa-resnet50
         save_workload(work, args.workload)
     work = get_workload(args.workload)
     results, rows = {}, []
@@ -221,7 +221,7 @@ Modelling choices the paper leaves open (see `src/skipswitch/accel/template.py` 
 columns in groups of Y_p at ODW bits; R = S = 3 (the DPE) with 1x1 kernels packing 9 channels into a DPE
 and the 7x7 stem split into nine 3x3 pieces; DB and SB double-buffered (their BRAM counted twice); PB in
 URAM first; DSP = 9 per DPE (no int8 packing of two MACs per DSP); LUTs a rough adder-tree estimate;
-DW = 8, ODW = 32, 300 MHz (the DPU clock, FACTS.md); ZCU104 bandwidth assumes DDR4-2400 (not confirmed).
+DW = 8, ODW = 32, 300 MHz (the clock Xilinx DPU designs run at on these boards); ZCU104 bandwidth assumes DDR4-2400 (not confirmed).
 """
 
 

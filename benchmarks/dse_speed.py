@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "docs/results/dse_speed.md"))
     args = ap.parse_args()
     if args.workload.endswith(".json") and not Path(args.workload).exists():
-        work = get_workload("ofa-resnet50", sequence=9)  # needs skipswitch.supernet (issue 4)
+        work = get_workload("ofa-resnet50", sequence=9)  # an untrained skipswitch.supernet ofa-resnet50
         save_workload(work, args.workload)
     work = get_workload(args.workload)
     part = get_part(args.part)

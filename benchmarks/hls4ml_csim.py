@@ -19,7 +19,7 @@ import hls4ml
 from skipswitch.checkpoint import atomic_write_text, load_model
 from skipswitch.data import load_dataset
 from skipswitch.fpga.hls4ml_export import export_hls4ml
-from skipswitch.fpga.report import markdown_table
+from skipswitch.io import markdown_table
 from skipswitch.training import TrainConfig, evaluate
 from skipswitch.training.run import train_model
 

@@ -16,7 +16,8 @@ from skipswitch.checkpoint import atomic_write_text
 from skipswitch.graph import trace
 from skipswitch.fpga import EstimatorConfig, compare_graphs, get_part
 from skipswitch.fpga.dataflow import RESOURCES
-from skipswitch.fpga.report import bar_chart, markdown_table, skip_rows, SKIP_HEADER
+from skipswitch.fpga.report import bar_chart, skip_rows, SKIP_HEADER
+from skipswitch.io import markdown_table
 from skipswitch.models import create_model
 
 NETWORKS = ("resnet8", "resnet20", "resnet56")

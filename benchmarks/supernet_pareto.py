@@ -29,7 +29,8 @@ from skipswitch.checkpoint import atomic_write_json, atomic_write_text
 from skipswitch.data import load_dataset
 from skipswitch.graph import trace
 from skipswitch.supernet import SubnetConfig
-from skipswitch.supernet.search import save_figure, search
+from skipswitch.io import atomic_write_figure
+from skipswitch.supernet.search import search
 from skipswitch.supernet.train import train_supernet
 from skipswitch.training import TrainConfig, Trainer
 
@@ -109,7 +110,8 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_title(f"{res['name']}: resnet-cifar supernet, {res['epochs']} epochs each")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    save_figure(fig, path, dpi=110)
+    fig.tight_layout()
+    atomic_write_figure(path, fig, dpi=110)
 
 
 def report(results: list[dict], args, command: str) -> str:

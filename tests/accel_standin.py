@@ -1,4 +1,4 @@
-"""A small stand-in for issue 4's supernet contract: nested basic-block ResNets on 8x8 digits.
+"""A small stand-in for the supernet's extract/weight_regions contract: nested basic-block ResNets on 8x8 digits.
 
 ``extract(config)`` builds our ResNet for (blocks per stage, width per stage); its weight
 regions are prefix boxes of the largest config's tensors, as a width/depth-slicing supernet's are.

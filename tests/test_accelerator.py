@@ -348,7 +348,7 @@ def test_single_buffering_is_never_faster(work):
 
 
 def test_real_supernet_contract():
-    """Runs once issue 4's supernet is merged: a real elastic supernet through the graph IR."""
+    """A real elastic supernet (skipswitch.supernet) through the graph IR."""
     supernet_mod = pytest.importorskip("skipswitch.supernet")
     sn = supernet_mod.supernet_for("resnet-cifar")
     configs = wl.spread_configs(sn, 3, candidates=12)

@@ -8,7 +8,8 @@ from torch import nn
 
 from skipswitch.errors import SkipswitchError
 from skipswitch.graph import trace
-from skipswitch.fpga import EstimatorConfig, bram18_count, compare_model, estimate_graph, fifo_is_srl, get_part
+from skipswitch.fpga import (EstimatorConfig, compare_model, estimate_graph, fifo_is_srl, finn_bram18_count, get_part,
+                            list_parts)
 from skipswitch.fpga.dataflow import RESOURCES, lut_multiplier_luts
 from skipswitch.models import create_model
 
@@ -27,7 +28,7 @@ def _graph(name="resnet8", mode="long", size=16):
     ],
 )
 def test_bram18_port_geometry(width, depth, expected):
-    assert bram18_count(width, depth) == expected
+    assert finn_bram18_count(width, depth) == expected
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,7 @@ def test_skip_fifo_flips_from_bram_to_srl_exactly_at_the_threshold():
     at = estimate_graph(graph, EstimatorConfig(precision=8, srl_max_bits=bits)).skips[0]
     below = estimate_graph(graph, EstimatorConfig(precision=8, srl_max_bits=bits - 1)).skips[0]
     assert at.impl == "srl" and at.bram18 == 0
-    assert below.impl == "bram" and below.bram18 == bram18_count(skip.width_bits, skip.fifo_depth) > 0
+    assert below.impl == "bram" and below.bram18 == finn_bram18_count(skip.width_bits, skip.fifo_depth) > 0
 
 
 def test_single_conv_costs_by_hand():
@@ -174,3 +175,14 @@ def test_cli_estimate_from_checkpoint(cli, tmp_path):
 def test_cli_bad_input_exits_2_with_one_line(cli, argv, message):
     code, out, err = cli("hw", "estimate", *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_hls4ml_part_resolution_covers_every_part():
+    from skipswitch.fpga.hls4ml_export import vivado_part
+
+    # the HBM entry is the same U280 device, only the accelerator model's bandwidth differs
+    assert vivado_part("xcu280-hbm") == vivado_part("xcu280") == "xcu280-fsvh2892-2L-e"
+    assert vivado_part("u280-hbm") == "xcu280-fsvh2892-2L-e"
+    assert all(vivado_part(name).startswith("xc") for name in list_parts())
+    with pytest.raises(SkipswitchError, match="unknown FPGA part 'kintex'"):
+        vivado_part("kintex")

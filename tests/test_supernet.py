@@ -111,7 +111,7 @@ def test_space_size_and_enumerate_agree():
 
 
 def test_ofa_resnet50_standard_member_is_torchvision_resnet50():
-    # depth [3,4,6,3], expand 0.25, width 1.0 is ResNet-50: FACTS.md gives 25,557,032 parameters.
+    # depth [3,4,6,3], expand 0.25, width 1.0 is ResNet-50: torchvision's ResNet-50 has 25,557,032 parameters.
     space = get_space("ofa-resnet50")
     config = space.config([3, 4, 6, 3], 0.25, 1.0)
     with torch.device("meta"):

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ import torch
 from skipswitch.checkpoint import load_model, save_model
 from skipswitch.errors import SkipswitchError
 from skipswitch.models import create_model
-from skipswitch.training import TrainConfig, Trainer, validated
+from skipswitch.training import TrainConfig, Trainer, cosine_lr, kl_distillation, train_step, validated
 
 
 def _model(digits, mode="long", name="resnet8"):
@@ -94,6 +95,49 @@ def test_lr_schedules():
     assert cosine.lr_at(0) == pytest.approx(0.1) and cosine.lr_at(5) == pytest.approx(0.05)
     step = TrainConfig(epochs=10, lr=0.1, schedule="step", step_size=3, gamma=0.1)
     assert [round(step.lr_at(e), 6) for e in (0, 2, 3, 6)] == [0.1, 0.1, 0.01, 0.001]
+
+
+def test_cosine_lr_first_middle_last_and_shared_by_federated_rounds():
+    # 0.5 * lr * (1 + cos(pi * t / T)): lr at t=0, lr/2 at T/2, 0.05 * (1 + cos(0.9 pi)) at t=9 of 10
+    assert cosine_lr(0.1, 0, 10) == pytest.approx(0.1)
+    assert cosine_lr(0.1, 5, 10) == pytest.approx(0.05)
+    assert cosine_lr(0.1, 9, 10) == pytest.approx(0.0024471741852423)
+    from skipswitch.federated.config import fed_config
+
+    fed, train = fed_config(rounds=10, lr=0.1, lr_schedule="cosine"), TrainConfig(epochs=10, lr=0.1)
+    assert [fed.lr_at(r) for r in range(1, 11)] == [train.lr_at(e) for e in range(10)]
+
+
+def test_kl_distillation_matches_hand_computation():
+    student, teacher = torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]])
+    # T=1: p_t = (3/4, 1/4), p_s = (1/2, 1/2); KL(p_t || p_s) = 3/4 ln(3/2) + 1/4 ln(1/2)
+    assert float(kl_distillation(student, teacher, 1.0)) == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5))
+    # T=2: p_t = (sqrt3, 1) / (sqrt3 + 1), scaled by T^2 = 4
+    p = math.sqrt(3) / (math.sqrt(3) + 1)
+    hand = 4 * (p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p)))
+    assert float(kl_distillation(student, teacher, 2.0)) == pytest.approx(hand)
+
+
+def test_train_step_updates_weights_and_stops_before_a_nan_update():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    before = model.weight.detach().clone()
+    with torch.no_grad():
+        expected_correct = int((model(x).argmax(1) == y).sum())  # counted on the pre-update logits
+
+    def ce(m, xb, yb):
+        logits = m(xb)
+        return torch.nn.functional.cross_entropy(logits, yb), logits
+
+    loss, correct = train_step(model, optimizer, ce, x, y, "in the test")
+    assert loss > 0 and correct == expected_correct
+    assert not torch.equal(model.weight, before)
+    after = model.weight.detach().clone()
+    with pytest.raises(SkipswitchError, match="loss became nan in the test"):
+        train_step(model, optimizer, lambda m, xb, yb: (m(xb).sum() * float("nan"), m(xb)), x, y, "in the test")
+    assert torch.equal(model.weight, after)
 
 
 def test_checkpoint_write_is_atomic(digits, tmp_path, monkeypatch):

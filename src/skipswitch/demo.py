@@ -20,6 +20,7 @@ from rich.table import Table
 
 from .checkpoint import atomic_write_json
 from .errors import SkipswitchError
+from .io import atomic_write_figure
 from .jobs import accel, fpga, serve, supernet, training
 from .report import Section, write_report
 from .training.config import validated
@@ -123,8 +124,7 @@ def _plot_val_accuracy(s: DemoSettings, student: training.TailorResult, path: Pa
     ax.set_title(f"{s.model} on {s.dataset} (grey: a skip altered)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    atomic_write_figure(path, fig, dpi=110)
 
 
 # -- FPGA cost ------------------------------------------------------------------------------------------

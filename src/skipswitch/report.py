@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import atomic_write_text
+from .io import markdown_table
 
 
 @dataclass
@@ -20,14 +21,6 @@ class Section:
     status: str = "ok"  # ok | failed: ... | skipped: ...
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    if not header:
-        return []
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines + [""]
-
-
 def to_markdown(title: str, intro: list[str], sections: list[Section], out_dir: Path) -> str:
     lines = [f"# {title}", "", *intro, ""]
     for s in sections:
@@ -35,7 +28,7 @@ def to_markdown(title: str, intro: list[str], sections: list[Section], out_dir: 
         if s.status != "ok":
             lines += [f"**{s.status}**", ""]
         lines += [f"- {n}" for n in s.notes] + ([""] if s.notes else [])
-        lines += _md_table(s.header, s.rows)
+        lines += [markdown_table(s.header, s.rows), ""] if s.header else []
         for img in s.images:
             rel = Path(img).resolve().relative_to(out_dir.resolve()) if Path(img).resolve().is_relative_to(out_dir.resolve()) else img
             lines += [f"![{s.title}]({rel})", ""]

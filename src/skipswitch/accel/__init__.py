@@ -7,7 +7,7 @@ Names load on first use so that ``skipswitch --help`` (which imports ``.cli``) s
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "DseResult": "dse", "default_grid": "dse", "explore": "dse", "two_phase": "dse",
@@ -15,14 +15,8 @@ _EXPORTS = {
     "switching_report": "latency",
     "AcceleratorDesign": "template", "buffer_shapes": "template", "check_fits": "template",
     "design_resources": "template",
-    "ConvWork": "workload", "PersistentPlan": "workload", "Subnet": "workload", "Workload": "workload",
+    "ConvWork": "workload", "PersistentPlan": "workload", "SubnetWork": "workload", "Workload": "workload",
     "get_workload": "workload", "pb_plan": "workload", "spread_configs": "workload",
     "subnet_from_graph": "workload", "workload_from_supernet": "workload",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

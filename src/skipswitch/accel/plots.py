@@ -6,19 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import atomic_write_bytes
+from ..io import atomic_write_figure
 from .template import BUFFERS
 
 BREAKDOWN = (("compute", "compute"), ("weight_exposed", "weight loading / switching (exposed)"),
              ("act_exposed", "iAct/oAct/psum transfer (exposed)"))
-
-
-def _save(fig, path: Path) -> None:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def breakdown_plot(reports: dict[str, dict], path: Path, title: str = "") -> None:
@@ -46,8 +38,7 @@ def breakdown_plot(reports: dict[str, dict], path: Path, title: str = "") -> Non
     axes[0][0].set_ylabel("latency of the query sequence (ms)")
     axes[0][0].legend(fontsize=7, loc="lower left")
     fig.suptitle(title or "FastSwitch vs. temporal baseline: latency breakdown")
-    _save(fig, path)
-    plt.close(fig)
+    atomic_write_figure(path, fig)
 
 
 def dse_plot(result, path: Path, max_points: int = 20_000) -> None:
@@ -74,5 +65,4 @@ def dse_plot(result, path: Path, max_points: int = 20_000) -> None:
     ax.set_yscale("log")
     ax.set_title(f"DSE on {result.part}: {int(result.feasible.sum()):,} feasible of {result.points:,} designs")
     ax.legend(markerscale=4, fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    atomic_write_figure(path, fig)

@@ -35,7 +35,8 @@ from ..fpga.parts import Part as FpgaPart
 DPE_SIZE = 9
 KERNEL = 3  # R = S = 3: the DPE's window
 BUFFERS = ("DB", "SB", "LB", "OB", "PB")
-# BRAM18 simple-dual-port aspect ratios (depth, width) and URAM 4Kx72 (FACTS.md).
+# BRAM18 simple-dual-port aspect ratios (depth, width) and URAM 4Kx72 (Xilinx UG573,
+# "UltraScale Architecture Memory Resources").
 BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 URAM_DEPTH, URAM_WIDTH = 4096, 72
 # LUTs of one DPE: an adder tree of 8 adders at 2*DW+4 bits (one LUT per bit) plus a rough

@@ -57,7 +57,7 @@ class ConvWork:
 
 
 @dataclass(frozen=True)
-class Subnet:
+class SubnetWork:
     name: str
     layers: tuple[ConvWork, ...]
 
@@ -76,7 +76,7 @@ class Subnet:
         return {layer.param: layer.box for layer in self.layers}
 
 
-def subnet_from_graph(graph, regions: dict[str, Box], name: str | None = None) -> Subnet:
+def subnet_from_graph(graph, regions: dict[str, Box], name: str | None = None) -> SubnetWork:
     """The accelerator view of one subnet: its graph's conv/linear layers and their weight regions."""
     layers = []
     for layer in graph.layers:
@@ -104,7 +104,7 @@ def subnet_from_graph(graph, regions: dict[str, Box], name: str | None = None) -
         layers.append(ConvWork(layer.name, param, c, k, h, w, ho, wo, kh, kw, stride, box))
     if not layers:
         raise SkipswitchError(f"subnet {name or graph.model_name} has no conv or linear layers")
-    return Subnet(name or graph.model_name, tuple(layers))
+    return SubnetWork(name or graph.model_name, tuple(layers))
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Workload:
     """Distinct ``subnets`` and the query ``trace`` (indices into ``subnets``, in serving order)."""
 
     name: str
-    subnets: list[Subnet]
+    subnets: list[SubnetWork]
     trace: tuple[int, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -125,7 +125,7 @@ class Workload:
             raise SkipswitchError(f"workload {self.name}: trace index {bad[0]} out of range 0..{len(self.subnets) - 1}")
 
     @property
-    def queries(self) -> list[Subnet]:
+    def queries(self) -> list[SubnetWork]:
         return [self.subnets[i] for i in self.trace]
 
     @property
@@ -228,7 +228,7 @@ def pb_plan(workload: Workload, policy: str = "most-used", weights: Sequence[flo
     return PersistentPlan(policy, chosen)
 
 
-# -- building workloads from a supernet (issue 4's contract) -------------------------------------
+# -- building workloads from a supernet (its extract/weight_regions API) -------------------------
 def workload_from_supernet(supernet, configs: Sequence[Any], name: str = "workload", trace: Sequence[int] = (),
                            trace_fn: Callable | None = None) -> Workload:
     """Subnets of ``supernet`` for ``configs``: ``trace(supernet.extract(c))`` + ``supernet.weight_regions(c)``."""
@@ -294,10 +294,8 @@ def spread_configs(supernet, count: int, candidates: int = 120, seed: int = 0) -
 
 def ofa_resnet50_workload(sequence: int = 9, seed: int = 0, candidates: int = 300) -> Workload:
     """The default workload: an untrained ``ofa-resnet50`` supernet, ``sequence`` subnets spread smallest->largest."""
-    try:
-        from ..supernet import supernet_for
-    except ImportError:
-        raise SkipswitchError("workload ofa-resnet50 needs skipswitch.supernet (issue 4), not installed here") from None
+    from ..supernet import supernet_for
+
     supernet = supernet_for("ofa-resnet50")
     configs = spread_configs(supernet, sequence, candidates=candidates, seed=seed)
     return workload_from_supernet(supernet, configs, name=f"ofa-resnet50 x{sequence}")
@@ -319,7 +317,7 @@ _LAYER_FIELDS = ("name", "param", "in_channels", "out_channels", "in_h", "in_w",
 
 def workload_from_dict(data: dict) -> Workload:
     try:
-        subnets = [Subnet(s["name"], tuple(ConvWork(*row[:-1], tuple(tuple(int(v) for v in r) for r in row[-1]))
+        subnets = [SubnetWork(s["name"], tuple(ConvWork(*row[:-1], tuple(tuple(int(v) for v in r) for r in row[-1]))
                                            for row in s["layers"])) for s in data["subnets"]]
         return Workload(data["name"], subnets, tuple(data["trace"]), data.get("meta", {}))
     except (KeyError, TypeError, ValueError, IndexError) as exc:

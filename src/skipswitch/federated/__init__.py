@@ -7,7 +7,7 @@ Names load on first use so ``skipswitch --help`` imports neither torch nor flwr.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "FedConfig": "config", "fed_config": "config", "load_fed_config": "config",
@@ -20,11 +20,4 @@ _EXPORTS = {
     "SupernetStrategy": "strategy",
     "LocalGrid": "simulate", "make_server_app": "simulate", "run_federated": "simulate", "build_strategy": "simulate",
 }
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -94,7 +94,7 @@ def local_train(tensors: dict[str, torch.Tensor], cfg: dict[str, Any], partition
 
 def _local_train(tensors, cfg, partition_id):
     from ..data import iterate_batches
-    from ..training import TrainConfig, cross_entropy_loss, make_optimizer
+    from ..training import TrainConfig, cross_entropy_loss, make_optimizer, train_step
 
     dataset, split = client_data(cfg, partition_id)
     model = build_subnet(cfg)
@@ -115,14 +115,10 @@ def _local_train(tensors, cfg, partition_id):
     for epoch in range(config.epochs):
         for x, y in iterate_batches(split, config.batch_size, shuffle=True, augment=dataset.augment,
                                     seed=batch_seed, epoch=epoch):
-            loss, logits = cross_entropy_loss(model, x, y)
-            if not torch.isfinite(loss):
-                raise SkipswitchError(f"client {partition_id}: loss became {loss.item()} in round {server_round}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * y.shape[0]
-            correct += int((logits.argmax(1) == y).sum())
+            loss, batch_correct = train_step(model, optimizer, cross_entropy_loss, x, y,
+                                             f"on client {partition_id} in round {server_round}")
+            loss_sum += loss * y.shape[0]
+            correct += batch_correct
             seen += int(y.shape[0])
     out = {name: value.detach().clone() for name, value in model.state_dict().items() if name in tensors}
     metrics = {"num-examples": len(split), "train-loss": loss_sum / max(1, seen), "train-acc": correct / max(1, seen),

@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import SkipswitchError
-from ..training import validated
+from ..training import cosine_lr, validated
 
 
 class FedConfig(BaseModel):
@@ -78,9 +78,7 @@ class FedConfig(BaseModel):
     def lr_at(self, server_round: int) -> float:
         if self.lr_schedule == "constant":
             return self.lr
-        import math
-
-        return 0.5 * self.lr * (1 + math.cos(math.pi * (server_round - 1) / max(1, self.rounds)))
+        return cosine_lr(self.lr, server_round - 1, self.rounds)
 
     def run_identity(self) -> dict[str, Any]:
         """Fields that must match for a resume (everything but how long to run and fault timing)."""

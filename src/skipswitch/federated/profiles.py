@@ -132,7 +132,7 @@ def cost_of(space, config, batch_size: int, skip_mode: str = "long") -> SubnetCo
     return SubnetCost(params=params, macs=graph.total_macs, memory_bytes=memory)
 
 
-def fits(cost: SubnetCost, profile: ClientProfile) -> bool:
+def fits_profile(cost: SubnetCost, profile: ClientProfile) -> bool:
     return cost.memory_mb <= profile.memory_mb and cost.mmacs <= profile.mmacs
 
 
@@ -140,7 +140,7 @@ def assign_subnet(space, profile: ClientProfile, batch_size: int, skip_mode: str
     """The largest config of the ``ladder`` that fits ``profile`` (walked from the top, so
     only the configs down to the answer are traced)."""
     for config in reversed(ladder(space)):
-        if fits(cost_of(space, config, batch_size, skip_mode), profile):
+        if fits_profile(cost_of(space, config, batch_size, skip_mode), profile):
             return config
     smallest = cost_of(space, space.smallest(), batch_size, skip_mode)
     raise SkipswitchError(

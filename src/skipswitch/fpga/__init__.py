@@ -4,17 +4,11 @@ estimator, hls4ml export, and the skip order by buffer cost (registered as Tailo
 Names are exported lazily (PEP 562) so that importing the CLI group does not import torch.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "Comparison": "dataflow", "Estimate": "dataflow", "EstimatorConfig": "dataflow", "bram18_count": "dataflow",
+    "Comparison": "dataflow", "Estimate": "dataflow", "EstimatorConfig": "dataflow", "finn_bram18_count": "dataflow",
     "compare_graphs": "dataflow", "compare_model": "dataflow", "estimate_graph": "dataflow", "fifo_is_srl": "dataflow",
     "PARTS": "parts", "Part": "parts", "get_part": "parts", "list_parts": "parts",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -3,7 +3,7 @@
 The design modelled is the one hls4ml 1.3.0 writes for a CNN with ``io_stream``:
 
 * one dataflow stage per conv / dense layer, with the following BatchNorm and ReLU folded
-  into it (hls4ml fuses BN into the conv weights; we also fold the ReLU, as the issue asks);
+  into it (hls4ml fuses BN into the conv weights; we also fold the ReLU, so one stage is conv+BN+ReLU);
   an add stage at each skip join (with its ReLU folded), a pooling stage, and a *clone*
   stage wherever a tensor has several consumers (``nnet::clone_stream`` copies every pixel
   to each output stream);
@@ -25,7 +25,8 @@ plus one for the handshake, as hls4ml's FIFO optimiser sets max occupancy + 1), 
 
 Memories: a FIFO is a shift register (SRL) when ``depth * width <= srl_max_bits`` (Vitis
 ``config_storage fifo -impl auto``, ``auto_srl_max_bits`` default 1024) or ``depth <=
-srl_max_depth``; otherwise BRAM18, counted by port geometry with FINN's rule (FACTS.md).
+srl_max_depth``; otherwise BRAM18, counted by port geometry with FINN's rule
+(Xilinx/finn, ``StreamingFIFO.bram_estimation``).
 Weights of a layer with reuse factor R>1 are one ROM of depth R and width
 ``ceil(n_in*n_out/R) * b`` (hls4ml's Resource strategy reshapes them so); it goes to LUTs
 (a LUT6 is a 64x1 ROM, UG574) when R <= ``rom_lutram_max_depth``, else to BRAM18 by
@@ -94,8 +95,8 @@ class EstimatorConfig:
 
 
 # -- memory rules --------------------------------------------------------------------------
-def bram18_count(width: int, depth: int) -> int:
-    """BRAM18s for a width x depth memory by port geometry (FINN's rule, FACTS.md)."""
+def finn_bram18_count(width: int, depth: int) -> int:
+    """BRAM18s for a width x depth memory by port geometry (FINN's StreamingFIFO estimate)."""
     if width <= 0 or depth <= 0:
         return 0
     if width == 1:
@@ -285,7 +286,7 @@ def _mac_stage(stage: Stage, cfg: EstimatorConfig, kh: int, kw: int, pad: tuple[
         if r <= cfg.rom_lutram_max_depth:
             cost.lut += width * math.ceil(r / _ROM_LUT_DEPTH)
         else:
-            cost.bram18 += bram18_count(width, r)
+            cost.bram18 += finn_bram18_count(width, r)
     stage.reuse_factor, stage.multipliers = r, n_mult
     stage.depth_cycles = r + _MULT_LATENCY + math.ceil(math.log2(max(n_in // r, 1) + 1)) + 2
     stage.cost = cost
@@ -472,7 +473,7 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
             srl = cfg.skip_fifo_impl == "srl"
         ctrl = _fifo_control(depth)
         cost = Cost(lut=srl_luts(width, depth) + ctrl, ff=width + ctrl) if srl else Cost(
-            bram18=bram18_count(width, depth), lut=ctrl, ff=width + ctrl)
+            bram18=finn_bram18_count(width, depth), lut=ctrl, ff=width + ctrl)
         fifo = Fifo(f"{p}->{c}", p, c, width, depth, "srl" if srl else "bram", edge is not None, cost)
         fifos.append(fifo)
         if edge is not None:

@@ -1,6 +1,6 @@
 """Export a model to an hls4ml 1.3.0 project (io_stream, Vitis backend) and check it by C simulation.
 
-Model constraints (hls4ml's PyTorch front end, FACTS.md): the model must trace with torch.fx;
+Model constraints (hls4ml 1.3.0's PyTorch front end): the model must trace with torch.fx;
 skips must be out-of-place ``x + y`` adds (``+=`` is unsupported); pooling must have a fixed
 kernel (no adaptive pooling) and flattening must be ``nn.Flatten`` / ``torch.flatten``. Our
 registry ResNets satisfy all of this in every skip mode.
@@ -54,7 +54,7 @@ def _import_hls4ml():
     try:
         import hls4ml  # noqa: F401
     except ImportError as exc:  # pragma: no cover - installed here
-        raise SkipswitchError(f"hls4ml is not installed ({exc}); pip install 'skipswitch[hw]'") from None
+        raise SkipswitchError(f"hls4ml is not installed ({exc}); it is a dependency of skipswitch: pip install 'hls4ml>=1.0,<1.4'") from None
     return hls4ml
 
 
@@ -111,9 +111,9 @@ def export_hls4ml(
 ) -> ExportResult:
     """Convert ``model`` with hls4ml, write and compile the project (g++ C-sim) and compare with PyTorch."""
     from ..graph import trace
-    from .parts import get_part
 
     hls4ml = _import_hls4ml()
+    vivado = vivado_part(part)  # before conversion: its broad except would hide a bad part
     if not 2 <= precision <= 32 or not 1 <= integer_bits <= precision:
         raise SkipswitchError(f"bad fixed-point precision ap_fixed<{precision},{integer_bits}>")
     if reuse_factor < 1:
@@ -134,7 +134,7 @@ def export_hls4ml(
     try:
         hls_model = hls4ml.converters.convert_from_pytorch_model(
             model, hls_config=config, output_dir=str(output_dir), backend="Vitis", io_type="io_stream",
-            part=_vivado_part(get_part(part).name),
+            part=vivado,
         )
     except Exception as exc:  # hls4ml raises bare Exceptions for unsupported layers
         raise SkipswitchError(f"hls4ml could not convert the model: {exc}".splitlines()[0]) from None
@@ -166,11 +166,21 @@ def export_hls4ml(
     return result
 
 
+# Vivado part strings of the boards' devices; xcu280-hbm is the same U280 silicon (the entry
+# differs only in the off-chip bandwidth the accelerator model uses).
 _VIVADO_PARTS = {"zu3eg": "xczu3eg-sbva484-1-i", "zu7ev": "xczu7ev-ffvc1156-2-e",
-                 "xcu280": "xcu280-fsvh2892-2L-e", "xcvu13p": "xcvu13p-flga2577-2-e"}
+                 "xcu280": "xcu280-fsvh2892-2L-e", "xcu280-hbm": "xcu280-fsvh2892-2L-e",
+                 "xcvu13p": "xcvu13p-flga2577-2-e"}
 
 
-def _vivado_part(name: str) -> str:
+def vivado_part(part: str) -> str:
+    """The Vivado part string hls4ml targets for a part name or board alias of ``parts``."""
+    from .parts import get_part
+
+    name = get_part(part).name
+    if name not in _VIVADO_PARTS:
+        raise SkipswitchError(f"part {part!r} has no Vivado part string for hls4ml export; choose one of "
+                              f"{', '.join(_VIVADO_PARTS)}")
     return _VIVADO_PARTS[name]
 
 

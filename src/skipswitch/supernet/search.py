@@ -16,9 +16,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json
+from ..checkpoint import atomic_write_json
 from ..data import Dataset
 from ..errors import SkipswitchError
+from ..io import atomic_write_figure
 from .elastic import ElasticResNet
 from .space import ElasticSpace, SubnetConfig
 from .train import calibration_batches, subnet_accuracy
@@ -27,26 +28,26 @@ CostFn = Callable[[ElasticResNet, SubnetConfig], float]
 
 
 @dataclass(frozen=True)
-class Cost:
+class CostObjective:
     name: str
     unit: str  # axis label unit, e.g. "MMACs"
     fn: CostFn
 
 
-COSTS: dict[str, Cost] = {}
+COSTS: dict[str, CostObjective] = {}
 
 
 def register_cost(name: str, unit: str) -> Callable[[CostFn], CostFn]:
     """Register ``fn(supernet, config) -> float`` (lower is better) as a search cost."""
 
     def wrap(fn: CostFn) -> CostFn:
-        COSTS[name] = Cost(name, unit, fn)
+        COSTS[name] = CostObjective(name, unit, fn)
         return fn
 
     return wrap
 
 
-def get_cost(name: str) -> Cost:
+def get_cost(name: str) -> CostObjective:
     if name not in COSTS:
         raise SkipswitchError(f"unknown search cost {name!r}; choose one of {', '.join(sorted(COSTS))}")
     return COSTS[name]
@@ -223,20 +224,8 @@ def plot_pareto(result: dict[str, Any], path: str | Path, extra: dict[str, list[
     ax.set_title(f"{result['space']['name']} on {result['dataset']['name']} ({result['skip_mode']} skips)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, path)
-
-
-def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
-    """Write a matplotlib figure as PNG atomically and close it."""
-    import io
-
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_figure(path, fig)
 
 
 def write_search(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:

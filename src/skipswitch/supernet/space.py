@@ -283,7 +283,8 @@ def resnet_cifar(
 
 @register_space("ofa-resnet50")
 def ofa_resnet50(num_classes: int = 1000, in_channels: int = 3, input_size=224, skip_mode: str = "long") -> ElasticSpace:
-    """OFA-ResNet50-like (FACTS.md): depth {0,1,2} extra bottlenecks over base [2,2,4,2],
+    """OFA-ResNet50-like (Cai et al., "Once-for-All: Train One Network and Specialize it for
+    Efficient Deployment", ICLR 2020; its ResNet-50 space in mit-han-lab/once-for-all): depth {0,1,2} extra bottlenecks over base [2,2,4,2],
     expand {0.2,0.25,0.35}, width multiplier {0.65,0.8,1.0}; torchvision stem and layout."""
     args = {"num_classes": num_classes, "in_channels": in_channels, "input_size": list(_size(input_size)),
             "skip_mode": skip_mode}

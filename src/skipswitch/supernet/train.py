@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from ..data import Dataset, iterate_batches, load_dataset
 from ..errors import SkipswitchError
-from ..training import RunResult, TrainConfig, Trainer, evaluate
+from ..training import RunResult, TrainConfig, Trainer, evaluate, kl_distillation
 from .bn import recalibrate_bn, sort_channels
 from .elastic import ElasticResNet
 from .io import save_supernet
@@ -91,11 +91,6 @@ class SandwichLoss:
             return [restrict(self.space, self.space.sample(self.generator), self.phase) for _ in range(self.n_random)]
         return [self.space.smallest(), *(self.space.sample(self.generator) for _ in range(self.n_random))]
 
-    def distill(self, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        t = self.temperature
-        return F.kl_div(F.log_softmax(logits / t, 1), F.log_softmax(teacher / t, 1),
-                        reduction="batchmean", log_target=True) * (t * t)
-
     def __call__(self, model: ElasticResNet, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         model.set_active(None)
         logits = model(x)
@@ -103,7 +98,7 @@ class SandwichLoss:
         teacher = logits.detach()
         for config in self.subnets():
             model.set_active(config)
-            loss = loss + self.distill(model(x), teacher)
+            loss = loss + kl_distillation(model(x), teacher, self.temperature)
         model.set_active(None)  # the trainer evaluates the largest subnet
         return loss, logits
 

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import SkipswitchError
+from ..training import kl_distillation
 
 
 def freeze(teacher: nn.Module) -> nn.Module:
@@ -40,11 +41,7 @@ class DistillationLoss:
     def distill(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         if self.kind == "mse":
             return F.mse_loss(student_logits, teacher_logits)
-        t = self.temperature
-        return F.kl_div(
-            F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
-            reduction="batchmean", log_target=True,
-        ) * (t * t)
+        return kl_distillation(student_logits, teacher_logits, self.temperature)
 
     def __call__(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():

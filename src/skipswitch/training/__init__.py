@@ -3,14 +3,10 @@
 Names load on first use (PEP 562) so that the CLI can read TrainConfig without importing torch.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
-_EXPORTS = {"TrainConfig": "config", "validated": "config", "RunResult": "trainer", "Trainer": "trainer",
-            "cross_entropy_loss": "trainer", "evaluate": "trainer", "make_optimizer": "trainer"}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, {
+    "TrainConfig": "config", "cosine_lr": "config", "validated": "config",
+    "RunResult": "trainer", "Trainer": "trainer", "cross_entropy_loss": "trainer", "evaluate": "trainer",
+    "kl_distillation": "trainer", "make_optimizer": "trainer", "train_step": "trainer",
+})

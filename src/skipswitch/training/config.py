@@ -34,8 +34,13 @@ class TrainConfig(BaseModel):
             return self.lr * (epoch + 1) / (self.warmup_epochs + 1)
         if self.schedule == "step":
             return self.lr * self.gamma ** (epoch // self.step_size)
-        span = max(1, self.epochs - self.warmup_epochs)
-        return 0.5 * self.lr * (1 + math.cos(math.pi * (epoch - self.warmup_epochs) / span))
+        return cosine_lr(self.lr, epoch - self.warmup_epochs, self.epochs - self.warmup_epochs)
+
+
+def cosine_lr(base_lr: float, step: int, total: int) -> float:
+    """Cosine annealing without restarts: ``base_lr`` at step 0, half of it at ``total / 2``,
+    approaching 0 as ``step`` nears ``total`` (steps counted from 0)."""
+    return 0.5 * base_lr * (1 + math.cos(math.pi * step / max(1, total)))
 
 
 def validated(cls: type[BaseModel], **values) -> BaseModel:

@@ -41,6 +41,31 @@ def cross_entropy_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tu
     return nn.functional.cross_entropy(logits, y), logits
 
 
+def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al. (2015), "Distilling the Knowledge in a Neural Network":
+    ``T^2 * KL(softmax(teacher/T) || softmax(student/T))``, batch mean; the ``T^2`` keeps the
+    gradient scale independent of ``T``."""
+    t = temperature
+    return nn.functional.kl_div(
+        nn.functional.log_softmax(student_logits / t, dim=1), nn.functional.log_softmax(teacher_logits / t, dim=1),
+        reduction="batchmean", log_target=True,
+    ) * (t * t)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, x: torch.Tensor,
+               y: torch.Tensor, where: str) -> tuple[float, int]:
+    """One SGD step on a batch; returns (loss, correct predictions). A non-finite loss raises
+    before the weights change, with a one-line error ending in ``where``."""
+    loss, logits = loss_fn(model, x, y)
+    loss_value = loss.item()
+    if not math.isfinite(loss_value):
+        raise SkipswitchError(f"loss became {loss_value} {where}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss_value, int((logits.argmax(1) == y).sum())
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(
         model.parameters(),
@@ -225,19 +250,14 @@ class Trainer:
             self.dataset.train, config.batch_size, shuffle=True, augment=self.dataset.augment,
             seed=config.seed, epoch=epoch,
         )
+        kept = (f"the state after epoch {epoch} is kept in {self.resume_path}" if epoch
+                else "no epoch had finished, so there is no state to keep")
         for step, (x, y) in enumerate(batches):
-            loss, logits = self.loss_fn(model, x, y)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                kept = (f"the state after epoch {epoch} is kept in {self.resume_path}" if epoch
-                        else "no epoch had finished, so there is no state to keep")
-                raise SkipswitchError(f"loss became {loss_value} at epoch {epoch + 1} step {step + 1}; stopped, {kept}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss_value, batch_correct = train_step(model, optimizer, self.loss_fn, x, y,
+                                                   f"at epoch {epoch + 1} step {step + 1}; stopped, {kept}")
             n = y.shape[0]
             loss_sum += loss_value * n
-            correct += int((logits.argmax(1) == y).sum())
+            correct += batch_correct
             seen += n
             progress.step(loss_value, correct / seen, seen / (time.perf_counter() - start))
         elapsed = time.perf_counter() - start
