@@ -12,9 +12,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
@@ -55,6 +56,48 @@ def _json_default(obj: Any):
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def validation_line(exc: ValidationError) -> str:
+    """The first error of a pydantic validation as one line naming the field and the bad value."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "value"
+    if err["type"] == "missing":
+        return f"{field} is missing"
+    return f"invalid {field}={repr(err.get('input'))[:80]}: {err['msg'].removeprefix('Value error, ')}"
+
+
+class VersionedFile(BaseModel):
+    """A JSON file contract: subclasses give ``kind`` and ``version`` a ``Literal`` type and
+    default, so a file of another kind or version is refused before its fields are read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SkipswitchError(f"{path} not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SkipswitchError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
+        return cls.from_data(data, str(path))
+
+    @classmethod
+    def from_data(cls, data: Any, source: str) -> Self:
+        kind, version = cls.model_fields["kind"].default, cls.model_fields["version"].default
+        found = (data.get("kind"), data.get("version")) if isinstance(data, dict) else (None, None)
+        if found != (kind, version):
+            raise SkipswitchError(f"{source} is kind {found[0]!r} version {found[1]!r}; "
+                                  f"expected kind {kind!r} version {version!r}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SkipswitchError(f"{source}: {validation_line(exc)}") from None
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:

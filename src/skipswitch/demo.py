@@ -199,7 +199,9 @@ def _search(s: DemoSettings, d: Path) -> Section:
     population, generations = s.search_budget
     run_command(["supernet", "search", s.path("supernet", "supernet.safetensors"), "--out", d,
                  "--population", population, "--generations", generations])
-    r = json.loads((d / "pareto.json").read_text())
+    from .supernet.search import ParetoFile
+
+    r = ParetoFile.load(d / "pareto.json").model_dump()
     section = Section(title="Pareto search (NSGA-II, pymoo): validation accuracy against MACs",
                       header=["subnet", f"cost ({r['cost_unit']})", "val acc (%)", "test acc (%)", "weights (bytes)"],
                       images=[d / "pareto.png"])
