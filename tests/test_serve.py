@@ -332,15 +332,24 @@ def test_overload_gets_503_and_never_drops_an_accepted_request(shared_engine):
 
 
 def test_metrics_render_histogram_cumulative():
+    from prometheus_client.parser import text_string_to_metric_families
+
     m = Metrics()
     m.histogram("lat", "h", (0.1, 1.0))
+    m.counter("requests_total", "r", ["outcome"])
     for v in (0.05, 0.5, 5.0):
         m.observe("lat", v)
+    m.inc("requests_total", outcome="ok")
+    m.inc("requests_total", 2, outcome="shed")
+    families = {f.name: f for f in text_string_to_metric_families(m.render())}
+    assert families["skipswitch_lat"].type == "histogram" and families["skipswitch_requests"].type == "counter"
+    buckets = {float(s.labels["le"]): s.value for s in families["skipswitch_lat"].samples if s.name.endswith("_bucket")}
+    assert buckets == {0.1: 1, 1.0: 2, float("inf"): 3}
     parsed = parse_prometheus(m.render())
-    assert parsed['skipswitch_lat_bucket{le="0.1"}'] == 1
-    assert parsed['skipswitch_lat_bucket{le="1"}'] == 2
     assert parsed['skipswitch_lat_bucket{le="+Inf"}'] == 3 == parsed["skipswitch_lat_count"]
     assert parsed["skipswitch_lat_sum"] == pytest.approx(5.55)
+    assert parsed['skipswitch_requests_total{outcome="shed"}'] == 2 == m.value("requests_total", outcome="shed")
+    assert m.total("requests_total") == 3 and m.hist_count("lat") == 3
 
 
 def test_graceful_shutdown_answers_every_request_in_flight(shared_engine):

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ..errors import SkipswitchError
 from .engine import ServingEngine
+from .metrics import CONTENT_TYPE
 from .policy import Policy
 from .scheduler import QueueFull, Result, Scheduler, Shed, ShuttingDown
 
@@ -179,7 +180,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
 
     @app.get("/metrics")
     async def prometheus():
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     return app
 
