@@ -297,8 +297,16 @@ def test_workload_json_round_trip(work, tmp_path):
     assert back.subnets == work.subnets and back.trace == work.trace
     d = design(pb_bytes=12_345)
     assert latency.evaluate(d, back).latency == latency.evaluate(d, work).latency
-    path.write_text("{}")
-    with pytest.raises(SkipswitchError, match="bad workload file"):
+    data = json.loads(path.read_text())
+    assert data["subnets"][0]["layers"][0]["param"] == work.subnets[0].layers[0].param  # named fields, not rows
+    for field, value, found in (("kind", "skipswitch.pareto", "kind 'skipswitch.pareto' version 1"),
+                                ("version", 2, "kind 'skipswitch.workload' version 2")):
+        path.write_text(json.dumps({**data, field: value}))
+        with pytest.raises(SkipswitchError) as err:
+            wl.load_workload(path)
+        assert str(err.value) == f"{path} is {found}; expected kind 'skipswitch.workload' version 1"
+    path.write_text(json.dumps({**data, "trace": [0, 99]}))
+    with pytest.raises(SkipswitchError, match=r"trace index 99 out of range 0\.\.\d+$"):
         wl.load_workload(path)
 
 

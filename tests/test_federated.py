@@ -11,6 +11,7 @@ from skipswitch.federated.aggregate import SliceUpdate, aggregate_slices, slice_
 from skipswitch.federated.config import fed_config
 from skipswitch.federated.partition import label_histogram, partition_indices
 from skipswitch.federated.profiles import ClientProfile, ProfileSet, assign_subnet, cost_of, ladder, load_profiles
+from skipswitch.federated.task import TASK_KEY, ClientTask
 
 pytest.importorskip("flwr")
 
@@ -140,6 +141,23 @@ def test_profiles_pick_the_largest_subnet_that_fits(tmp_path):
         ProfileSet(profiles=[ClientProfile(name="a", memory_mb=1, mmacs=1)], assignment=["c"]).for_clients(1)
 
 
+def test_client_task_round_trips_through_a_config_record_and_rejects_another_kind_or_version():
+    from flwr.app import ConfigRecord
+
+    task = ClientTask(server_round=2, subnet={"depths": [1]}, space={"name": "resnet-cifar", "args": {}},
+                      skip_mode="long", dataset="digits", partition="iid", alpha=0.5, min_partition_size=8, seed=0,
+                      num_partitions=3, local_epochs=1, batch_size=32, lr=0.05, momentum=0.9, weight_decay=1e-4,
+                      fault="timeout", deadline=12.5)
+    assert ClientTask.from_record(ConfigRecord(task.to_record())) == task
+    for field, value, found in (("kind", "skipswitch.pareto", "kind 'skipswitch.pareto' version 1"),
+                                ("version", 2, "kind 'skipswitch.client-task' version 2")):
+        with pytest.raises(SkipswitchError) as err:
+            ClientTask.from_record({TASK_KEY: json.dumps({**task.model_dump(), field: value})})
+        assert str(err.value) == f"the train message's task is {found}; expected kind 'skipswitch.client-task' version 1"
+    with pytest.raises(SkipswitchError, match=r"^the train message's task: invalid fault='melt': .*'crash'"):
+        ClientTask.from_record({TASK_KEY: json.dumps({**task.model_dump(), "fault": "melt"})})
+
+
 # -- rounds through the Flower apps ---------------------------------------------------------------
 def _state_of(path):
     from skipswitch.supernet import load_supernet
@@ -156,8 +174,8 @@ def _client_updates(strategy, state, server_round, partitions):
     for p in partitions:
         subnet = strategy.subnets[p]
         regions = weight_regions(strategy.space, subnet, strategy.skip_mode)
-        cfg = strategy._client_config(server_round, subnet, "none", 0.0)
-        tensors, metrics = local_train(slice_state(state, regions), cfg, p)
+        task = strategy.client_task(server_round, subnet, "none", 0.0)
+        tensors, metrics = local_train(slice_state(state, regions), task, p)
         updates.append(SliceUpdate(tensors, regions, metrics["num-examples"], largest=subnet == strategy.largest))
     return updates
 
@@ -237,7 +255,7 @@ def test_resume_after_a_killed_round_gives_the_same_supernet(tmp_path):
         def send_and_receive(self, messages, *, timeout=None):
             messages = list(messages)
             records = messages[0].content.config_records if messages else {}
-            if "config" in records and int(records["config"]["server-round"]) == 2:
+            if "config" in records and ClientTask.from_record(records["config"]).server_round == 2:
                 raise KeyboardInterrupt("killed")
             return super().send_and_receive(messages, timeout=timeout)
 

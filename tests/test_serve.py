@@ -17,6 +17,7 @@ from skipswitch.serve.scheduler import QueueFull, Result, Scheduler
 from skipswitch.supernet import supernet_for
 from skipswitch.supernet.bn import recalibrate_bn
 from skipswitch.supernet.io import save_supernet
+from skipswitch.supernet.search import ParetoFile, SearchPoint
 
 # Activated subnets and extracted subnets run the same float32 ops on the same values;
 # the budget mode's unified copies are bit-identical, so 1e-5 is loose.
@@ -46,6 +47,14 @@ def supernet_and_configs():
 def shared_engine(supernet_and_configs):
     """One profiled in-place engine for the HTTP tests (apps are cheap, profiling is not)."""
     return _engine(supernet_and_configs)
+
+
+def _write_pareto(path, supernet, configs, accuracies):
+    """A pareto.json as ``skipswitch supernet search`` writes it (costs are not read by serving)."""
+    points = [SearchPoint(config=c.to_dict(), key=c.key(), val_acc=a, cost=0.0) for c, a in zip(configs, accuracies)]
+    ParetoFile(space=supernet.space.to_dict(), skip_mode="long", dataset={"name": "digits"}, cost="macs",
+               cost_unit="MMACs", population=2, generations=1, seed=0, evaluated=points, pareto=points).save(path)
+    return path
 
 
 def _engine(supernet_and_configs, mode="inplace", **kw):
@@ -124,9 +133,7 @@ def test_checkpoint_round_trip_and_pareto_file(supernet_and_configs, tmp_path):
     supernet, configs = supernet_and_configs
     path = tmp_path / "supernet.safetensors"
     save_supernet(path, supernet, {"dataset": {"name": "digits", "seed": 0}})
-    pareto = tmp_path / "pareto.json"
-    pareto.write_text(json.dumps({"pareto": [{"config": c.to_dict(), "val_acc": a}
-                                             for c, a in zip(configs, [0.5, 0.9, 0.7])]}))
+    pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.5, 0.9, 0.7])
     engine = ServingEngine.from_checkpoint(path, pareto, profile=False)
     assert [s.accuracy for s in engine.subnets] == [0.5, 0.7, 0.9]
     x = torch.randn(3, 1, 8, 8)
@@ -136,10 +143,15 @@ def test_checkpoint_round_trip_and_pareto_file(supernet_and_configs, tmp_path):
     stored = ServingEngine.from_checkpoint(path, profile=False)
     assert {s.config.key() for s in stored.subnets} == {c.key() for c in configs[:2]}
     assert all(0 <= s.accuracy <= 1 for s in stored.subnets)
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"config": configs[0].to_dict()}]))
-    with pytest.raises(SkipswitchError, match="entry 0 has no accuracy"):
-        ServingEngine.from_checkpoint(path, bad, profile=False)
+    bad = json.loads(pareto.read_text())
+    del bad["pareto"][0]["val_acc"]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(SkipswitchError, match=r"bad.json: pareto.0.val_acc is missing$"):
+        ServingEngine.from_checkpoint(path, tmp_path / "bad.json", profile=False)
+    (tmp_path / "old.json").write_text(json.dumps({"pareto": [{"config": configs[0].to_dict(), "val_acc": 0.5}]}))
+    with pytest.raises(SkipswitchError, match=r"old.json is kind None version None; "
+                                              r"expected kind 'skipswitch.pareto' version 1$"):
+        ServingEngine.from_checkpoint(path, tmp_path / "old.json", profile=False)
 
 
 # -- policy -------------------------------------------------------------------------------------
@@ -320,15 +332,24 @@ def test_overload_gets_503_and_never_drops_an_accepted_request(shared_engine):
 
 
 def test_metrics_render_histogram_cumulative():
+    from prometheus_client.parser import text_string_to_metric_families
+
     m = Metrics()
     m.histogram("lat", "h", (0.1, 1.0))
+    m.counter("requests_total", "r", ["outcome"])
     for v in (0.05, 0.5, 5.0):
         m.observe("lat", v)
+    m.inc("requests_total", outcome="ok")
+    m.inc("requests_total", 2, outcome="shed")
+    families = {f.name: f for f in text_string_to_metric_families(m.render())}
+    assert families["skipswitch_lat"].type == "histogram" and families["skipswitch_requests"].type == "counter"
+    buckets = {float(s.labels["le"]): s.value for s in families["skipswitch_lat"].samples if s.name.endswith("_bucket")}
+    assert buckets == {0.1: 1, 1.0: 2, float("inf"): 3}
     parsed = parse_prometheus(m.render())
-    assert parsed['skipswitch_lat_bucket{le="0.1"}'] == 1
-    assert parsed['skipswitch_lat_bucket{le="1"}'] == 2
     assert parsed['skipswitch_lat_bucket{le="+Inf"}'] == 3 == parsed["skipswitch_lat_count"]
     assert parsed["skipswitch_lat_sum"] == pytest.approx(5.55)
+    assert parsed['skipswitch_requests_total{outcome="shed"}'] == 2 == m.value("requests_total", outcome="shed")
+    assert m.total("requests_total") == 3 and m.hist_count("lat") == 3
 
 
 def test_graceful_shutdown_answers_every_request_in_flight(shared_engine):
@@ -398,9 +419,7 @@ def test_cli_serve_and_loadgen_end_to_end(supernet_and_configs, tmp_path):
     supernet, configs = supernet_and_configs
     ckpt = tmp_path / "supernet.safetensors"
     save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
-    pareto = tmp_path / "pareto.json"
-    pareto.write_text(json.dumps({"pareto": [{"config": c.to_dict(), "val_acc": a}
-                                             for c, a in zip(configs, [0.6, 0.7, 0.8])]}))
+    pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
     port = free_loopback_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),

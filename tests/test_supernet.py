@@ -21,7 +21,8 @@ from skipswitch.supernet import (
     ElasticResNet, SubnetConfig, get_space, load_supernet, recalibrate_bn, save_supernet, sort_channels,
     weight_regions,
 )
-from skipswitch.supernet.search import decode, encode, genome_bounds, pareto_mask, search, write_search
+from skipswitch.supernet.search import (ParetoFile, decode, encode, genome_bounds, pareto_mask, search,
+                                       write_search)
 from skipswitch.supernet.train import SandwichLoss, compound_sample, restrict, train_supernet
 from skipswitch.training import TrainConfig
 
@@ -421,6 +422,14 @@ def test_search_on_tiny_supernet_writes_consistent_pareto(tmp_path, digits):
     assert set(net.bn_stats) == {p["key"] for p in result["pareto"]}
     json_path, png_path = write_search(result, tmp_path)
     assert json.loads(json_path.read_text())["cost"] == "params" and png_path.stat().st_size > 1000
+    assert ParetoFile.load(json_path).model_dump() == result  # the file round-trips through its model
+    for field, value, found in (("kind", "skipswitch.workload", "kind 'skipswitch.workload' version 1"),
+                                ("version", 2, "kind 'skipswitch.pareto' version 2")):
+        (tmp_path / "other.json").write_text(json.dumps({**result, field: value}))
+        with pytest.raises(SkipswitchError) as err:
+            ParetoFile.load(tmp_path / "other.json")
+        assert str(err.value) == (f"{tmp_path / 'other.json'} is {found}; "
+                                  "expected kind 'skipswitch.pareto' version 1")
 
 
 def test_supernet_training_resumes_to_the_same_weights(tmp_path, digits):

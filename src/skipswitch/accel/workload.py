@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
+from pydantic import Field, model_validator
 
+from ..checkpoint import VersionedFile
 from ..errors import SkipswitchError
 from ..regions import Box, box_overlap, box_volume
 
@@ -107,22 +109,26 @@ def subnet_from_graph(graph, regions: dict[str, Box], name: str | None = None) -
     return SubnetWork(name or graph.model_name, tuple(layers))
 
 
-@dataclass
-class Workload:
-    """Distinct ``subnets`` and the query ``trace`` (indices into ``subnets``, in serving order)."""
+class Workload(VersionedFile):
+    """Distinct ``subnets`` and the query ``trace`` (indices into ``subnets``, in serving order);
+    also the workload file (``save_workload``/``load_workload``)."""
 
+    kind: Literal["skipswitch.workload"] = "skipswitch.workload"
+    version: Literal[1] = 1
     name: str
     subnets: list[SubnetWork]
     trace: tuple[int, ...] = ()
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self) -> "Workload":
         if not self.subnets:
             raise SkipswitchError(f"workload {self.name} has no subnets")
-        self.trace = tuple(self.trace) or tuple(range(len(self.subnets)))
+        self.trace = self.trace or tuple(range(len(self.subnets)))
         bad = [i for i in self.trace if not 0 <= i < len(self.subnets)]
         if bad:
             raise SkipswitchError(f"workload {self.name}: trace index {bad[0]} out of range 0..{len(self.subnets) - 1}")
+        return self
 
     @property
     def queries(self) -> list[SubnetWork]:
@@ -133,7 +139,7 @@ class Workload:
         return max(layer.stride for s in self.subnets for layer in s.layers)
 
     def with_trace(self, trace: Sequence[int]) -> "Workload":
-        return Workload(self.name, self.subnets, tuple(trace), dict(self.meta))
+        return Workload(name=self.name, subnets=self.subnets, trace=tuple(trace), meta=dict(self.meta))
 
     def smallest(self) -> int:
         return min(range(len(self.subnets)), key=lambda i: self.subnets[i].weight_elements)
@@ -238,7 +244,7 @@ def workload_from_supernet(supernet, configs: Sequence[Any], name: str = "worklo
     for i, config in enumerate(configs):
         graph = trace_fn(supernet.extract(config))
         subnets.append(subnet_from_graph(graph, supernet.weight_regions(config), name=f"subnet{i}"))
-    return Workload(name, subnets, tuple(trace), meta={"configs": [getattr(c, "to_dict", lambda: c)() for c in configs]})
+    return Workload(name=name, subnets=subnets, trace=tuple(trace), meta={"configs": [getattr(c, "to_dict", lambda: c)() for c in configs]})
 
 
 def workload_from_pareto_checkpoint(path: str) -> Workload:
@@ -304,40 +310,12 @@ def ofa_resnet50_workload(sequence: int = 9, seed: int = 0, candidates: int = 30
 WORKLOADS: dict[str, Callable[..., Workload]] = {"ofa-resnet50": ofa_resnet50_workload}
 
 
-def workload_to_dict(workload: Workload) -> dict:
-    return {"name": workload.name, "trace": list(workload.trace), "meta": workload.meta,
-            "subnets": [{"name": s.name, "layers": [[*(getattr(l, f) for f in _LAYER_FIELDS[:-1]),
-                                                      [list(r) for r in l.box]] for l in s.layers]}
-                        for s in workload.subnets]}
-
-
-_LAYER_FIELDS = ("name", "param", "in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "kernel_h",
-                 "kernel_w", "stride", "box")
-
-
-def workload_from_dict(data: dict) -> Workload:
-    try:
-        subnets = [SubnetWork(s["name"], tuple(ConvWork(*row[:-1], tuple(tuple(int(v) for v in r) for r in row[-1]))
-                                           for row in s["layers"])) for s in data["subnets"]]
-        return Workload(data["name"], subnets, tuple(data["trace"]), data.get("meta", {}))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise SkipswitchError(f"bad workload file: {type(exc).__name__}: {exc}") from None
-
-
 def save_workload(workload: Workload, path) -> None:
-    from ..checkpoint import atomic_write_json
-
-    atomic_write_json(path, workload_to_dict(workload))
+    workload.save(path)
 
 
 def load_workload(path) -> Workload:
-    import json
-    from pathlib import Path
-
-    try:
-        return workload_from_dict(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SkipswitchError(f"cannot read workload file {path}: {exc}") from None
+    return Workload.load(path)
 
 
 def get_workload(name: str, sequence: int = 9, seed: int = 0) -> Workload:

@@ -1,8 +1,9 @@
 """The Flower ClientApp: train the received subnet slice on this node's data partition.
 
 A train message carries the subnet's tensors (``arrays``, named as in the supernet) and a
-``config`` record with everything else: the subnet config, the search space, the dataset
-and partition settings, the local SGD settings and an optional injected fault. So the same
+``config`` record holding a ``ClientTask`` (``task.py``) with everything else: the subnet config,
+the search space, the dataset and partition settings, the local SGD settings and an optional
+injected fault. So the same
 ClientApp object serves every run; a SuperNode only needs its ``partition-id`` (and
 ``num-partitions``) in its node config, which Flower's simulation sets for each virtual node.
 """
@@ -13,14 +14,12 @@ import json
 import threading
 import time
 from functools import lru_cache
-from typing import Any
 
 import torch
 
 from ..errors import SkipswitchError
+from .task import FAULT_CRASH, FAULT_TIMEOUT, ClientTask
 
-# Keys of the train message's ConfigRecord (ConfigRecord values are flat: JSON for nested parts).
-FAULT_NONE, FAULT_CRASH, FAULT_TIMEOUT = "none", "crash", "timeout"
 # A straggler answers this long after the round's deadline.
 STRAGGLER_MARGIN_S = 0.5
 
@@ -53,62 +52,57 @@ def _partition(name: str, data_dir: str | None, seed: int, clients: int, scheme:
     return partition_indices(_dataset(name, data_dir, seed).train.labels, clients, scheme, alpha, seed, min_size)
 
 
-def client_data(cfg: dict[str, Any], partition_id: int):
-    """(dataset, this client's training split) from the run settings in a train config."""
+def client_data(task: ClientTask, partition_id: int):
+    """(dataset, this client's training split) from the run settings in a task."""
     from .partition import client_split
 
-    clients = int(cfg["num-partitions"])
-    if not 0 <= partition_id < clients:
-        raise SkipswitchError(f"partition-id {partition_id} outside 0..{clients - 1}")
-    data_dir = cfg.get("data-dir") or None
+    if not 0 <= partition_id < task.num_partitions:
+        raise SkipswitchError(f"partition-id {partition_id} outside 0..{task.num_partitions - 1}")
     with _DATA_LOCK:
-        dataset = _dataset(cfg["dataset"], data_dir, int(cfg["seed"]))
-        parts = _partition(cfg["dataset"], data_dir, int(cfg["seed"]), clients, cfg["partition"], float(cfg["alpha"]),
-                           int(cfg["min-partition-size"]))
+        dataset = _dataset(task.dataset, task.data_dir, task.seed)
+        parts = _partition(task.dataset, task.data_dir, task.seed, task.num_partitions, task.partition, task.alpha,
+                           task.min_partition_size)
     return dataset, client_split(dataset, parts[partition_id])
 
 
-def build_subnet(cfg: dict[str, Any]):
-    """The standalone subnet ResNet named by the config's space and subnet entries."""
+def build_subnet(task: ClientTask):
+    """The standalone subnet ResNet named by the task's space and subnet."""
     from ..supernet import SubnetConfig, get_space
 
-    space_desc = json.loads(cfg["space"])
-    space = get_space(space_desc["name"], **space_desc.get("args", {}))
-    config = SubnetConfig.from_dict(json.loads(cfg["subnet"]), space)
-    return space.build(config, skip_mode=cfg["skip-mode"])
+    space = get_space(task.space["name"], **task.space.get("args", {}))
+    return space.build(SubnetConfig.from_dict(task.subnet, space), skip_mode=task.skip_mode)
 
 
-def local_train(tensors: dict[str, torch.Tensor], cfg: dict[str, Any], partition_id: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Train the subnet slice for ``local-epochs`` epochs; returns its tensors and metrics.
+def local_train(tensors: dict[str, torch.Tensor], task: ClientTask, partition_id: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Train the subnet slice for ``task.local_epochs`` epochs; returns its tensors and metrics.
 
-    Deterministic given (tensors, cfg, partition_id): the batch order is seeded by run
+    Deterministic given (tensors, task, partition_id): the batch order is seeded by run
     seed, round and partition, so a resumed run replays the same local training.
     """
     if _trained_once.is_set():
-        return _local_train(tensors, cfg, partition_id)
+        return _local_train(tensors, task, partition_id)
     with _FIRST_TRAIN_LOCK:
-        result = _local_train(tensors, cfg, partition_id)
+        result = _local_train(tensors, task, partition_id)
         _trained_once.set()
         return result
 
 
-def _local_train(tensors, cfg, partition_id):
+def _local_train(tensors, task: ClientTask, partition_id):
     from ..data import iterate_batches
     from ..training import TrainConfig, cross_entropy_loss, make_optimizer, train_step
 
-    dataset, split = client_data(cfg, partition_id)
-    model = build_subnet(cfg)
+    dataset, split = client_data(task, partition_id)
+    model = build_subnet(task)
     own = model.state_dict()
     unexpected = sorted(set(tensors) - set(own))
     missing = sorted(n for n in set(own) - set(tensors) if not n.endswith("num_batches_tracked"))
     if unexpected or missing:
         raise SkipswitchError(f"received slices do not match the subnet: unexpected {unexpected[:2]}, missing {missing[:2]}")
     model.load_state_dict(tensors, strict=False)
-    config = TrainConfig(epochs=int(cfg["local-epochs"]), batch_size=int(cfg["batch-size"]), lr=float(cfg["lr"]),
-                         momentum=float(cfg["momentum"]), weight_decay=float(cfg["weight-decay"]),
-                         seed=int(cfg["seed"]))
+    config = TrainConfig(epochs=task.local_epochs, batch_size=task.batch_size, lr=task.lr, momentum=task.momentum,
+                         weight_decay=task.weight_decay, seed=task.seed)
     optimizer = make_optimizer(model, config)
-    server_round = int(cfg["server-round"])
+    server_round = task.server_round
     batch_seed = (config.seed * 1_000_003 + server_round * 1_009 + partition_id) % (2**31)
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -130,20 +124,20 @@ def handle_train(message, context):
     """The ClientApp's train handler (plain function, so tests can call it without Flower's runtime)."""
     from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-    cfg = dict(message.content["config"])
+    task = ClientTask.from_record(message.content["config"])
     partition_id = int(context.node_config["partition-id"])
-    fault = cfg.get("fault", FAULT_NONE)
-    if fault == FAULT_CRASH:
-        raise InjectedFault(f"client {partition_id}: injected crash in round {cfg['server-round']}")
+    if task.fault == FAULT_CRASH:
+        raise InjectedFault(f"client {partition_id}: injected crash in round {task.server_round}")
     tensors = message.content["arrays"].to_torch_state_dict()
-    trained, metrics = local_train(tensors, cfg, partition_id)
-    if fault == FAULT_TIMEOUT:
+    trained, metrics = local_train(tensors, task, partition_id)
+    if task.fault == FAULT_TIMEOUT:
         # Answer only after the server stopped waiting: a straggler, not a crash.
-        time.sleep(max(0.0, float(cfg["deadline"]) - time.time()) + STRAGGLER_MARGIN_S)
+        time.sleep(max(0.0, task.deadline - time.time()) + STRAGGLER_MARGIN_S)
     content = RecordDict({
         "arrays": ArrayRecord(trained),
         "metrics": MetricRecord(metrics),
-        "subnet": ConfigRecord({"partition-id": partition_id, "subnet": cfg["subnet"], "server-round": cfg["server-round"]}),
+        "subnet": ConfigRecord({"partition-id": partition_id, "subnet": json.dumps(task.subnet),
+                                "server-round": task.server_round}),
     })
     return Message(content, reply_to=message)
 

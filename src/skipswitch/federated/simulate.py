@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -160,19 +159,12 @@ class LocalGrid(_GridBase):
         return out
 
     def send_and_receive(self, messages, *, timeout: Optional[float] = None):
-        pending = set(self.push_messages(messages))
-        end = None if timeout is None else time.time() + timeout
-        replies = []
-        while pending and (end is None or time.time() < end):
-            got = self.pull_messages(pending)
-            replies.extend(got)
-            pending -= {m.metadata.reply_to_message_id for m in got}
-            if pending:
-                time.sleep(0.02)
+        ids = self.push_messages(messages)
         with self._lock:
-            for mid in pending:  # late: dropped, as a SuperLink would after the deadline
-                self._futures.pop(mid, None)
-        return replies
+            futures = [self._futures.pop(mid) for mid in ids]
+        # Replies not done by the timeout are dropped, as a SuperLink would after the deadline.
+        done, _ = wait(futures, timeout=timeout)
+        return [f.result() for f in futures if f in done]
 
     def close(self) -> None:
         import torch

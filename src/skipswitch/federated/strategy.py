@@ -36,8 +36,8 @@ import torch
 from ..checkpoint import atomic_write_json
 from ..errors import SkipswitchError
 from .aggregate import SliceUpdate, aggregate_slices, slice_state
-from .client import FAULT_CRASH, FAULT_NONE, FAULT_TIMEOUT
 from .config import FedConfig
+from .task import FAULT_CRASH, FAULT_NONE, FAULT_TIMEOUT, ClientTask
 
 CHECKPOINT = "supernet.safetensors"
 RESULTS = "results.json"
@@ -162,16 +162,14 @@ class SupernetStrategy(Strategy):
             faults[i] = FAULT_TIMEOUT
         return list(zip(sampled, faults))
 
-    def _client_config(self, server_round: int, subnet, fault: str, deadline: float) -> dict[str, Any]:
+    def client_task(self, server_round: int, subnet, fault: str, deadline: float) -> ClientTask:
         cfg = self.config
-        return {
-            "server-round": server_round, "subnet": json.dumps(subnet.to_dict()),
-            "space": json.dumps(self.space.to_dict()), "skip-mode": self.skip_mode,
-            "dataset": cfg.dataset, "data-dir": cfg.data_dir or "", "partition": cfg.partition, "alpha": cfg.alpha,
-            "min-partition-size": cfg.min_partition_size, "seed": cfg.seed, "num-partitions": cfg.clients,
-            "local-epochs": cfg.local_epochs, "batch-size": cfg.batch_size, "lr": cfg.lr_at(server_round),
-            "momentum": cfg.momentum, "weight-decay": cfg.weight_decay, "fault": fault, "deadline": deadline,
-        }
+        return ClientTask(
+            server_round=server_round, subnet=subnet.to_dict(), space=self.space.to_dict(), skip_mode=self.skip_mode,
+            dataset=cfg.dataset, data_dir=cfg.data_dir, partition=cfg.partition, alpha=cfg.alpha,
+            min_partition_size=cfg.min_partition_size, seed=cfg.seed, num_partitions=cfg.clients,
+            local_epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr_at(server_round),
+            momentum=cfg.momentum, weight_decay=cfg.weight_decay, fault=fault, deadline=deadline)
 
     def configure_train(self, server_round: int, arrays, config, grid) -> Iterable:
         from ..supernet import weight_regions
@@ -188,7 +186,7 @@ class SupernetStrategy(Strategy):
             subnet = self.subnets[partition]
             tensors = slice_state(self._state, weight_regions(self.space, subnet, self.skip_mode))
             content = RecordDict({"arrays": ArrayRecord(tensors),
-                                  "config": ConfigRecord(self._client_config(server_round, subnet, fault, deadline))})
+                                  "config": ConfigRecord(self.client_task(server_round, subnet, fault, deadline).to_record())})
             messages.append(Message(content, dst_node_id=node, message_type=MessageType.TRAIN))
             self._plan[node] = Assignment(node, partition, subnet, fault)
         return messages

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,7 +30,7 @@ class DseJob(WorkloadOptions):
 class DseResult(JobResult):
     """``dse.json``."""
 
-    KIND = "accel-dse"
+    kind: Literal["accel-dse"] = "accel-dse"
     part: str
     workload: str
     policy: str
@@ -74,7 +74,7 @@ class PartReport(BaseModel):
 class EvaluateResult(JobResult):
     """``evaluate.json``."""
 
-    KIND = "accel-evaluate"
+    kind: Literal["accel-evaluate"] = "accel-evaluate"
     workload: str
     parts: dict[str, PartReport]
 
@@ -84,9 +84,13 @@ def _workload(name: str, sequence: int, seed: int, trace: str | None = None):
 
     # Building ofa-resnet50 (supernet, 9 extractions and traces) takes minutes on 2 shared cores: cache it.
     cache = WORKLOAD_CACHE / f"{name}-{sequence}-{seed}.json"
+    work = None
     if name in WORKLOADS and cache.exists():
-        work = load_workload(cache)
-    else:
+        try:
+            work = load_workload(cache)
+        except SkipswitchError:  # a cache written by another version of the format: rebuild it
+            work = None
+    if work is None:
         work = get_workload(name, sequence=sequence, seed=seed)
         if name in WORKLOADS:
             save_workload(work, cache)

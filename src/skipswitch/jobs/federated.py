@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 from pydantic import ConfigDict, Field
 
@@ -29,7 +29,7 @@ class FedRunResult(JobResult):
     """The run as the job returns it; its file (``results.json``) belongs to federated.simulate,
     which also reads it on resume, so this model is built from it rather than written."""
 
-    KIND = "fed-run"
+    kind: Literal["fed-run"] = "fed-run"
     model_config = ConfigDict(extra="allow")
     rounds_aggregated: int
     rounds_skipped: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import ConfigDict, Field
 
@@ -29,7 +29,7 @@ class EstimateJob(JobConfig):
 class EstimateResult(JobResult):
     """``estimate.json``: per skip mode the design's resources, and the savings against long skips."""
 
-    KIND = "hw-estimate"
+    kind: Literal["hw-estimate"] = "hw-estimate"
     model_config = ConfigDict(extra="allow")  # the comparison's remaining fields
     modes: dict[str, dict[str, Any]]
     savings_percent_vs_long: dict[str, dict[str, float]]
@@ -54,7 +54,7 @@ class Hls4mlJob(JobConfig):
 class Hls4mlResult(JobResult):
     """``hls4ml_report.json``: C simulation of the exported design against PyTorch."""
 
-    KIND = "hw-hls4ml"
+    kind: Literal["hw-hls4ml"] = "hw-hls4ml"
     checkpoint: str
     dataset: str
     skip_modes: Optional[list[str]]

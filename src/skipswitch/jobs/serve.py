@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 from pydantic import ConfigDict, Field
 
@@ -29,7 +29,7 @@ class ServeJob(JobConfig):
 
 
 class ServeResult(JobResult):
-    KIND = "serve"
+    kind: Literal["serve"] = "serve"
     subnets: int
     switches: int
 
@@ -50,7 +50,7 @@ class LoadgenJob(JobConfig):
 class LoadgenResult(JobResult):
     """The load report (serve.loadgen.LoadReport's fields); with ``out``, its JSON file."""
 
-    KIND = "loadgen"
+    kind: Literal["loadgen"] = "loadgen"
     model_config = ConfigDict(extra="allow")
     trace: str
     sent: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,7 +38,7 @@ class SupernetMetrics(BaseModel):
 
 
 class SupernetTrainResult(TrainResult):
-    KIND = "supernet-train"
+    kind: Literal["supernet-train"] = "supernet-train"
     supernet_metrics: SupernetMetrics
 
 
@@ -67,7 +67,7 @@ class SearchResult(JobResult):
     """The search as the job returns it. Its file, ``pareto.json``, belongs to supernet.search
     (read by serving), so this model is not written: the job builds it from the same dict."""
 
-    KIND = "supernet-search"
+    kind: Literal["supernet-search"] = "supernet-search"
     model_config = ConfigDict(extra="allow")
     cost_unit: str
     pareto: list[ParetoPoint]
@@ -82,7 +82,7 @@ class InfoJob(JobConfig):
 
 
 class InfoResult(JobResult):
-    KIND = "supernet-info"
+    kind: Literal["supernet-info"] = "supernet-info"
     space: dict[str, Any]
     skip_mode: str
     subnets: int
@@ -127,6 +127,7 @@ def search(job: SearchJob) -> SearchResult:
     json_path, png_path = write_search(found, out)
     save_supernet(out / "supernet.safetensors", supernet,
                   {**{k: v for k, v in meta.items() if k != "bn_configs"}, "pareto": str(json_path)})
+    found = {k: v for k, v in found.items() if k not in ("kind", "version")}  # the Pareto file's own
     return SearchResult(**found, pareto_json=json_path, pareto_png=png_path, checkpoint=out / "supernet.safetensors")
 
 

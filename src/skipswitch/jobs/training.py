@@ -45,7 +45,7 @@ class TrainResult(JobResult):
     """``results.json`` of a training run. The trainer writes it as a dict while it runs (and on
     failure); the job rewrites it through this model when the run has finished."""
 
-    KIND = "train"
+    kind: Literal["train"] = "train"
     model_config = ConfigDict(extra="allow")  # the trainer's per-run metadata (run, skip_mode, ...)
     status: str
     model: dict[str, Any]
@@ -73,7 +73,7 @@ class TailorSchedule(BaseModel):
 
 
 class TailorResult(TrainResult):
-    KIND = "tailor"
+    kind: Literal["tailor"] = "tailor"
     method: str
     teacher: str
     teacher_test_acc: float
@@ -89,7 +89,7 @@ class EvalJob(RunOptions):
 
 
 class EvalResult(JobResult):
-    KIND = "eval"
+    kind: Literal["eval"] = "eval"
     checkpoint: str
     dataset: str
     test_acc: float

@@ -18,7 +18,6 @@ All four produce the outputs of the subnet ``ElasticResNet.extract`` builds (tes
 from __future__ import annotations
 
 import copy
-import json
 import math
 import statistics
 import tempfile
@@ -37,7 +36,6 @@ from ..supernet import ElasticResNet, SubnetConfig
 
 MODES = ("inplace", "temporal", "spatial", "budget")
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
-ACCURACY_KEYS = ("accuracy", "val_acc", "acc", "test_acc")
 
 
 @dataclass
@@ -472,30 +470,10 @@ class ServingEngine:
 
 # -- where the Pareto set comes from ----------------------------------------------------------------
 def load_pareto(path: str | Path, supernet: ElasticResNet) -> list[tuple[SubnetConfig, float]]:
-    """Read a Pareto-set JSON: a list of entries, or a mapping holding one under ``pareto``
-    or ``subnets``; each entry has ``config`` (a subnet config dict) and an accuracy under
-    one of ``ACCURACY_KEYS``."""
-    path = Path(path)
-    if not path.is_file():
-        raise SkipswitchError(f"Pareto set {path} not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SkipswitchError(f"Pareto set {path} is not valid JSON ({exc})") from None
-    if isinstance(data, dict):
-        data = data.get("pareto", data.get("subnets"))
-    if not isinstance(data, list) or not data:
-        raise SkipswitchError(f"Pareto set {path} holds no list of subnets (under 'pareto' or 'subnets')")
-    out = []
-    for i, entry in enumerate(data):
-        if not isinstance(entry, dict) or "config" not in entry:
-            raise SkipswitchError(f"Pareto set {path}: entry {i} has no 'config'")
-        accuracy = next((entry[k] for k in ACCURACY_KEYS if k in entry), None)
-        if not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
-            raise SkipswitchError(f"Pareto set {path}: entry {i} has no accuracy in [0, 1] under "
-                                  f"{' or '.join(ACCURACY_KEYS)}")
-        out.append((SubnetConfig.from_dict(entry["config"], supernet.space), float(accuracy)))
-    return out
+    """(config, validation accuracy) of every point of a ``pareto.json`` from ``skipswitch supernet search``."""
+    from ..supernet.search import ParetoFile
+
+    return [(SubnetConfig.from_dict(p.config, supernet.space), p.val_acc) for p in ParetoFile.load(path).pareto]
 
 
 def stored_subnets(supernet: ElasticResNet, meta: dict[str, Any]) -> list[tuple[SubnetConfig, float]]:

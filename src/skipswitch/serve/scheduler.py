@@ -48,12 +48,13 @@ class Result:
 
 def serving_metrics(scheduler: "Scheduler") -> Metrics:
     m = Metrics()
-    m.counter("requests_total", "Predict requests by outcome (ok, rejected: queue full or draining, shed, invalid, error).")
-    m.counter("served_total", "Requests served, by subnet.")
+    m.counter("requests_total", "Predict requests by outcome (ok, rejected: queue full or draining, shed, invalid, error).",
+              ["outcome"])
+    m.counter("served_total", "Requests served, by subnet.", ["subnet"])
     m.counter("switches_total", "Subnet switches performed by the engine.")
     m.counter("slo_misses_total", "Requests with a deadline that were served late or shed.")
     m.counter("batches_total", "Forward passes run (one per dynamic batch).")
-    m.histogram("request_latency_seconds", "Arrival to outputs ready, by subnet.", LATENCY_BUCKETS)
+    m.histogram("request_latency_seconds", "Arrival to outputs ready, by subnet.", LATENCY_BUCKETS, ["subnet"])
     m.histogram("switch_latency_seconds", "Time of one subnet switch.", LATENCY_BUCKETS)
     m.histogram("batch_size", "Examples per forward pass.", BATCH_BUCKETS)
     m.gauge("queue_depth", "Requests waiting in the queue.", lambda: len(scheduler.queue))

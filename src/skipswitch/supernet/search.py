@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Optional
 
 import numpy as np
 import torch
+from pydantic import BaseModel, Field
 
-from ..checkpoint import atomic_write_json
+from ..checkpoint import VersionedFile
 from ..data import Dataset
 from ..errors import SkipswitchError
 from ..io import atomic_write_figure
@@ -116,11 +117,39 @@ def encode(space: ElasticSpace, config: SubnetConfig) -> np.ndarray:
 
 def pareto_mask(points: np.ndarray) -> np.ndarray:
     """Non-dominated rows of ``points`` (all objectives minimised)."""
-    mask = np.ones(len(points), dtype=bool)
-    for i, p in enumerate(points):
-        dominated = np.all(points <= p, axis=1) & np.any(points < p, axis=1)
-        mask[i] = not dominated.any()
+    from pymoo.util.nds.non_dominated_sorting import find_non_dominated
+
+    mask = np.zeros(len(points), dtype=bool)
+    mask[find_non_dominated(np.asarray(points, dtype=float))] = True
     return mask
+
+
+class SearchPoint(BaseModel):
+    """One evaluated subnet; the Pareto set's points also carry test accuracy and weight bytes."""
+
+    config: dict[str, Any]  # SubnetConfig.to_dict()
+    key: str
+    val_acc: float = Field(ge=0, le=1)
+    cost: float
+    test_acc: Optional[float] = Field(None, ge=0, le=1)
+    weight_bytes: Optional[int] = Field(None, ge=0)
+
+
+class ParetoFile(VersionedFile):
+    """``pareto.json``: what ``search`` found, read by the serving engine."""
+
+    kind: Literal["skipswitch.pareto"] = "skipswitch.pareto"
+    version: Literal[1] = 1
+    space: dict[str, Any]
+    skip_mode: str
+    dataset: dict[str, Any]
+    cost: str
+    cost_unit: str
+    population: int
+    generations: int
+    seed: int
+    evaluated: list[SearchPoint]
+    pareto: list[SearchPoint] = Field(min_length=1)
 
 
 def search(
@@ -134,7 +163,8 @@ def search(
     calibration: int = 4,
     quiet: bool = True,
 ) -> dict[str, Any]:
-    """Run NSGA-II; return every evaluated subnet and the Pareto set (with test accuracy).
+    """Run NSGA-II; return every evaluated subnet and the Pareto set (with test accuracy), as
+    ``ParetoFile`` fields.
 
     BN statistics of the Pareto set stay stored in ``supernet``."""
     from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -190,18 +220,9 @@ def search(
         config = SubnetConfig.from_dict(record["config"], space)
         record["test_acc"] = subnet_accuracy(supernet, config, dataset, "test", calib)
         record["weight_bytes"] = supernet.weight_bytes(config)
-    return {
-        "space": space.to_dict(),
-        "skip_mode": supernet.supernet_skip_mode,
-        "dataset": dataset.to_dict(),
-        "cost": cost_def.name,
-        "cost_unit": cost_def.unit,
-        "population": population,
-        "generations": generations,
-        "seed": seed,
-        "evaluated": records,
-        "pareto": front,
-    }
+    return ParetoFile(space=space.to_dict(), skip_mode=supernet.supernet_skip_mode, dataset=dataset.to_dict(),
+                      cost=cost_def.name, cost_unit=cost_def.unit, population=population, generations=generations,
+                      seed=seed, evaluated=records, pareto=front).model_dump()
 
 
 def plot_pareto(result: dict[str, Any], path: str | Path, extra: dict[str, list[tuple[float, float]]] | None = None) -> None:
@@ -231,6 +252,6 @@ def plot_pareto(result: dict[str, Any], path: str | Path, extra: dict[str, list[
 def write_search(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     json_path, png_path = out_dir / "pareto.json", out_dir / "pareto.png"
-    atomic_write_json(json_path, result)
+    ParetoFile.model_validate(result).save(json_path)
     plot_pareto(result, png_path)
     return json_path, png_path
