@@ -174,6 +174,14 @@ def _shape(meta: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in tm)[1:]
 
 
+class _Tracer(fx.Tracer):
+    """Keeps every conv, linear and BN layer one node, subclasses (dynamic layers) included."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)) or super().is_leaf_module(
+            m, module_qualified_name)
+
+
 def trace(model: nn.Module, input_shape: Sequence[int] | None = None, name: str | None = None) -> NetworkGraph:
     """Trace ``model`` with torch.fx and build the IR.
 
@@ -186,7 +194,7 @@ def trace(model: nn.Module, input_shape: Sequence[int] | None = None, name: str 
         input_shape = (model.in_channels, *model.input_size)
     input_shape = tuple(int(d) for d in input_shape)
     try:
-        gm = fx.symbolic_trace(model)
+        gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
     except Exception as exc:  # fx raises many types for untraceable control flow
         raise SkipswitchError(f"model {type(model).__name__} is not traceable by torch.fx: {exc}".splitlines()[0]) from None
     was_training = model.training
