@@ -14,11 +14,11 @@ from torch.nn import functional as F
 
 
 class DynamicLayer:
-    active: tuple[int, ...] | None = None  # the active weight's shape (a prefix); None: the whole layer
+    active: tuple[slice, ...] | None = None  # the active weight's prefix box, one slice a dimension; None: all
 
     def _slice(self, tensor: torch.Tensor | None) -> torch.Tensor | None:
-        # Bias and BN vectors take the leading (output-channel) entry of the shape.
-        return None if tensor is None else tensor[tuple(slice(0, n) for n in self.active[: tensor.dim()])]
+        # Bias and BN vectors take the leading (output-channel) slice.
+        return None if tensor is None else tensor[self.active[: tensor.dim()]]
 
 
 class DynamicConv2d(DynamicLayer, nn.Conv2d):

@@ -61,9 +61,6 @@ class ElasticResNet(ResNet):
             config = SubnetConfig.from_dict(config, self.space)
         elif config is not None:
             self.space.validate(config)
-        if config is not None and (missing := self.weight_regions(config).keys() - self.state_dict().keys()):
-            # cannot happen for prefix-sliced spaces; guards a space that breaks it
-            raise SkipswitchError(f"subnet tensor {sorted(missing)[0]} has no counterpart in the supernet")
         self.active = config
         return config
 
@@ -91,10 +88,12 @@ class ElasticResNet(ResNet):
         (its own shapes match there) is bypassed as an identity."""
         shapes = {} if config is None else weight_regions(self.space, config, self.supernet_skip_mode)
         stats = None if config is None else self.bn_stats.get(config.key())
+        used = 0
         for name, module in self.named_modules():
             if isinstance(module, DynamicLayer):
                 region = shapes.get(f"{name}.weight")
-                module.active = None if region is None else tuple(stop for _, stop in region)
+                used += region is not None
+                module.active = None if region is None else tuple(slice(*r) for r in region)
                 if isinstance(module, DynamicBatchNorm2d):
                     module.active_stats = None if stats is None or region is None else (
                         stats[f"{name}.running_mean"], stats[f"{name}.running_var"])
@@ -102,6 +101,9 @@ class ElasticResNet(ResNet):
                 module.bypassed = frozenset() if config is None else frozenset(
                     child for child, m in module.named_children()
                     if isinstance(m, nn.Sequential) and f"{name}.{child}.0.weight" not in shapes)
+        if used != sum(name.endswith(".weight") for name in shapes):
+            # cannot happen for prefix-sliced spaces; guards a space that breaks it
+            raise SkipswitchError(f"subnet {config.key()} reads layers that the supernet does not have")
 
     # -- extraction and weight sets -----------------------------------------------------------------
     def extract(self, config: SubnetConfig | dict | None = None) -> ResNet:
