@@ -7,7 +7,8 @@ reads this graph; nothing else re-derives shapes.
 A *skip edge* is found from the graph structure, not from any flag on the model: for
 each two-input add, the fork is the latest common ancestor of the two inputs; the
 *residual* side is the one with more compute layers between fork and add, the other
-side is the *shortcut* (identity or a projection).
+side is the *shortcut* (identity or a projection). A skip belongs to the module whose
+forward does the add (its residual block), as fx records it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class SkipEdge:
     shape: tuple[int, ...]  # shape of the forked tensor, without batch
 
     residual_convs: int = 0
+    block: str = ""  # module path of the module (residual block) whose forward does the add; "" for the model's own
+
 
     @property
     def is_long(self) -> bool:
@@ -174,6 +177,14 @@ def _shape(meta: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in tm)[1:]
 
 
+class _Tracer(fx.Tracer):
+    """Keeps every conv, linear and BN layer one node, subclasses (dynamic layers) included."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)) or super().is_leaf_module(
+            m, module_qualified_name)
+
+
 def trace(model: nn.Module, input_shape: Sequence[int] | None = None, name: str | None = None) -> NetworkGraph:
     """Trace ``model`` with torch.fx and build the IR.
 
@@ -186,7 +197,7 @@ def trace(model: nn.Module, input_shape: Sequence[int] | None = None, name: str 
         input_shape = (model.in_channels, *model.input_size)
     input_shape = tuple(int(d) for d in input_shape)
     try:
-        gm = fx.symbolic_trace(model)
+        gm = fx.GraphModule(model, _Tracer().trace(model), type(model).__name__)
     except Exception as exc:  # fx raises many types for untraceable control flow
         raise SkipswitchError(f"model {type(model).__name__} is not traceable by torch.fx: {exc}".splitlines()[0]) from None
     was_training = model.training
@@ -234,11 +245,13 @@ def trace(model: nn.Module, input_shape: Sequence[int] | None = None, name: str 
         )
         node_index[node.name] = len(layers) - 1
 
-    skips = _find_skips(layers, node_index)
+    # fx records the module call stack of every node; the innermost module owns the add
+    owner = {node.name: next(reversed(node.meta.get("nn_module_stack", {})), "") for node in gm.graph.nodes}
+    skips = _find_skips(layers, node_index, owner)
     return NetworkGraph(layers=layers, skips=skips, input_shape=input_shape, model_name=name or getattr(model, "name", type(model).__name__))
 
 
-def _find_skips(layers: list[Layer], node_index: dict[str, int]) -> list[SkipEdge]:
+def _find_skips(layers: list[Layer], node_index: dict[str, int], owner: dict[str, str]) -> list[SkipEdge]:
     # Ancestor sets as Python int bitsets (bit i = layer i): cheap even for ResNet-110.
     ancestors: list[int] = []
     for i, layer in enumerate(layers):
@@ -282,6 +295,7 @@ def _find_skips(layers: list[Layer], node_index: dict[str, int]) -> list[SkipEdg
                 shortcut_layers=tuple(x.name for x in side_b),
                 shape=layers[fork].output_shape,
                 residual_convs=convs_a,
+                block=owner[layer.name],
             )
         )
     return skips

@@ -48,6 +48,9 @@ class ResidualBlock(nn.Module):
     """Common skip-mode bookkeeping for basic and bottleneck blocks."""
 
     skip_mode: str
+    # Projections (by attribute name) that the active subnet of an elastic supernet does not
+    # use, because its own shapes match where the supernet's do not: those skips are identities.
+    bypassed: frozenset[str] = frozenset()
 
     def set_skip_mode(self, mode: str, zero_init_new: bool = True) -> list[nn.Parameter]:
         """Switch this block's skip topology in place; return the parameters created.
@@ -58,6 +61,10 @@ class ResidualBlock(nn.Module):
 
     def _new_params(self, modules: Sequence[nn.Module | None]) -> list[nn.Parameter]:
         return [p for m in modules if m is not None for p in m.parameters()]
+
+    def _skip(self, projection: str, x: torch.Tensor) -> torch.Tensor:
+        proj = getattr(self, projection)
+        return x if proj is None or projection in self.bypassed else proj(x)
 
 
 class BasicBlock(ResidualBlock):
@@ -106,17 +113,14 @@ class BasicBlock(ResidualBlock):
         self.skip_mode = mode
         return self._new_params(created)
 
-    def _sc(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.shortcut is None else self.shortcut(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.skip_mode == "short":
-            h = self.relu1(self.bn1(self.conv1(x))) + self._sc(x)
+            h = self.relu1(self.bn1(self.conv1(x))) + self._skip("shortcut", x)
             return self.relu2(self.bn2(self.conv2(h))) + h
         h = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(h))
         if self.skip_mode == "long":
-            out = out + self._sc(x)
+            out = out + self._skip("shortcut", x)
         return self.relu2(out)
 
 
@@ -181,20 +185,16 @@ class Bottleneck(ResidualBlock):
         self.skip_mode = mode
         return self._new_params(created)
 
-    @staticmethod
-    def _skip(proj: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-        return x if proj is None else proj(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.skip_mode == "short":
-            h1 = self.relu1(self.bn1(self.conv1(x))) + self._skip(self.short_proj1, x)
-            h2 = self.relu2(self.bn2(self.conv2(h1))) + self._skip(self.short_proj2, h1)
-            return self.relu3(self.bn3(self.conv3(h2))) + self._skip(self.short_proj3, h2)
+            h1 = self.relu1(self.bn1(self.conv1(x))) + self._skip("short_proj1", x)
+            h2 = self.relu2(self.bn2(self.conv2(h1))) + self._skip("short_proj2", h1)
+            return self.relu3(self.bn3(self.conv3(h2))) + self._skip("short_proj3", h2)
         h = self.relu1(self.bn1(self.conv1(x)))
         h = self.relu2(self.bn2(self.conv2(h)))
         out = self.bn3(self.conv3(h))
         if self.skip_mode == "long":
-            out = out + self._skip(self.shortcut, x)
+            out = out + self._skip("shortcut", x)
         return self.relu3(out)
 
 

@@ -1,16 +1,16 @@
-"""torchvision ResNets with Tailor-alterable skips, rewritten block by block with torch.fx.
+"""torchvision ResNets with Tailor-alterable skips: torchvision's blocks become ours.
 
 ``create_model("torchvision:resnet18", num_classes=, in_channels=, input_size=, skip_mode=)``
 builds torchvision's network (untrained), adapts it to the dataset (stem for the input
 channels, a 3x3/1 stem without max pool below 64 px as our CIFAR-style models do, a fixed
-AvgPool2d head so hls4ml can convert it) and replaces every residual block by an fx
-GraphModule written for its skip mode. The GraphModule keeps the block's own submodules
-(``conv1``, ``bn1``, ..., ``downsample``) under their torchvision names, so state dicts and
-checkpoints keep torchvision's layout; the skip is an out-of-place add (hls4ml rejects ``+=``).
+AvgPool2d head so hls4ml can convert it) and replaces every residual block by our
+``BasicBlock`` / ``Bottleneck`` (models/resnet.py) with the same weights, so the skip modes
+run the one block forward that our ResNets and the elastic supernet run (out-of-place adds,
+which hls4ml needs). Stem, head and block layers keep torchvision's names
+(``net.layer1.0.conv1.weight``) except the projection: ``downsample`` becomes ``shortcut``.
 
-* ``long``:  relu(bn2(conv2(relu(bn1(conv1(x))))) + downsample(x)) - torchvision's block.
-* ``short`` (basic blocks only): h = relu(bn1(conv1(x))) + downsample(x);
-  out = relu(bn2(conv2(h))) + h - Tailor's shortened block, reusing the projection.
+* ``long``:  torchvision's block (its ``+=`` written as an out-of-place add).
+* ``short`` (basic blocks only): Tailor's shortened block, reusing the projection.
 * ``none``:  the block without its skip; the projection is dropped.
 
 Skips can be altered from ``long`` only (as Tailor does); bottleneck shortening would need new
@@ -22,44 +22,29 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import fx, nn
+from torch import nn
 
 from ..errors import SkipswitchError
 from .registry import _MODEL_FACTORIES
-from .resnet import check_skip_mode
+from .resnet import BasicBlock, Bottleneck, ResidualBlock, check_skip_mode
 
 _ARCHS = ("resnet18", "resnet34", "resnet50")
 
 
-def _block_graph(block: nn.Module, mode: str) -> fx.GraphModule:
-    """An fx GraphModule computing ``block`` in skip ``mode`` with the block's own submodules."""
-    bottleneck = hasattr(block, "conv3")
-    if mode == "short" and bottleneck:
-        raise SkipswitchError("shortening torchvision bottleneck blocks is not supported; use remove")
-    g = fx.Graph()
-    x = g.placeholder("x")
-    has_proj = getattr(block, "downsample", None) is not None
-
-    def conv_bn(inp, i: int):
-        return g.call_module(f"bn{i}", (g.call_module(f"conv{i}", (inp,)),))
-
-    def shortcut(inp):
-        return g.call_module("downsample", (inp,)) if has_proj else inp
-
-    relu = lambda inp: g.call_module("relu", (inp,))  # noqa: E731  (torchvision shares one ReLU module)
-    if mode == "short":
-        h = g.call_function(torch.add, (relu(conv_bn(x, 1)), shortcut(x)))
-        out = g.call_function(torch.add, (relu(conv_bn(h, 2)), h))
+def _our_block(block: nn.Module, mode: str) -> ResidualBlock:
+    """Our residual block in skip ``mode`` holding copies of torchvision ``block``'s weights."""
+    if hasattr(block, "conv3"):
+        ours: ResidualBlock = Bottleneck(block.conv1.in_channels, block.conv1.out_channels, block.stride, mode,
+                                         out_channels=block.conv3.out_channels)
     else:
-        out = relu(conv_bn(x, 1))
-        out = conv_bn(out, 2)
-        if bottleneck:
-            out = conv_bn(relu(out), 3)
-        if mode == "long":
-            out = g.call_function(torch.add, (out, shortcut(x)))
-        out = relu(out)
-    g.output(out)
-    return fx.GraphModule(block, g, class_name=f"{type(block).__name__}_{mode}")
+        ours = BasicBlock(block.conv1.in_channels, block.conv2.out_channels, block.stride, mode)
+    keys = ours.state_dict().keys()
+    state = {k.replace("downsample.", "shortcut."): v for k, v in block.state_dict().items()}
+    ours.load_state_dict({k: v for k, v in state.items() if k in keys}, strict=True)
+    return ours
+
+
+_block_graph = _our_block  # the name tests/test_torchvision_tailor.py imports
 
 
 class TorchvisionResNet(nn.Module):
@@ -92,36 +77,34 @@ class TorchvisionResNet(nn.Module):
         modes = [skip_mode] * n if isinstance(skip_mode, str) else list(skip_mode)
         if len(modes) != n:
             raise SkipswitchError(f"{self.name} has {n} blocks but {len(modes)} skip modes were given")
-        self._modes = ["long"] * n
+        for layer, j in self._torchvision_blocks():
+            layer[j] = _our_block(layer[j], "long")
         for i, mode in enumerate(modes):
-            self._rewrite(i, check_skip_mode(mode))
+            self.set_skip_mode(i, mode)
 
     def _torchvision_blocks(self) -> list[tuple[nn.Sequential, int]]:
         return [(layer, j) for layer in (self.net.layer1, self.net.layer2, self.net.layer3, self.net.layer4)
                 for j in range(len(layer))]
 
-    def _rewrite(self, index: int, mode: str) -> None:
-        layer, j = self._torchvision_blocks()[index]
-        layer[j] = _block_graph(layer[j], mode)
-        self._modes[index] = mode
-
-    def blocks(self) -> list[nn.Module]:
+    def blocks(self) -> list[ResidualBlock]:
         return [layer[j] for layer, j in self._torchvision_blocks()]
 
     @property
     def skip_modes(self) -> list[str]:
-        return list(self._modes)
+        return [b.skip_mode for b in self.blocks()]
 
     def set_skip_mode(self, block_index: int, mode: str) -> list[nn.Parameter]:
         check_skip_mode(mode)
-        if not 0 <= block_index < len(self._modes):
-            raise SkipswitchError(f"block index {block_index} out of range 0..{len(self._modes) - 1}")
-        current = self._modes[block_index]
-        if mode != current:
-            if current != "long":
-                raise SkipswitchError(f"block {block_index} is {current}; torchvision blocks alter only from long")
-            self._rewrite(block_index, mode)
-        return []  # shortening reuses the projection; removal drops it
+        blocks = self.blocks()
+        if not 0 <= block_index < len(blocks):
+            raise SkipswitchError(f"block index {block_index} out of range 0..{len(blocks) - 1}")
+        block = blocks[block_index]
+        if mode != block.skip_mode:
+            if block.skip_mode != "long":
+                raise SkipswitchError(f"block {block_index} is {block.skip_mode}; torchvision blocks alter only from long")
+            if mode == "short" and isinstance(block, Bottleneck):
+                raise SkipswitchError("shortening torchvision bottleneck blocks is not supported; use remove")
+        return block.set_skip_mode(mode)  # empty: shortening reuses the projection; removal drops it
 
     @property
     def config(self) -> dict:

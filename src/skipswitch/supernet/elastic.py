@@ -1,11 +1,12 @@
-"""The elastic ResNet supernet: our ``ResNet`` at the space's largest config, plus an
-active-subnet forward that reads prefix slices (views) of the shared weights.
+"""The elastic ResNet supernet: our ``ResNet`` at the space's largest config, built of dynamic
+layers (``models.dynamic``) so that the same block forward runs any active subnet on prefix
+slices (views) of the shared weights.
 
 It *is* a ``ResNet`` (same module tree), so its parameter names are the names of the
 standalone subnets that ``extract`` builds: ``stages.0.1.conv1.weight`` in both.
 
-With no active config the forward is the plain ``ResNet`` forward (the largest subnet),
-which keeps the supernet torch.fx-traceable for the shared trainer's summary.
+With no active config the layers are plain ones (the largest subnet), which keeps the
+supernet torch.fx-traceable for the shared trainer's summary.
 
 A skip projection exists in the supernet where the largest subnet needs one; a subnet
 uses it only where its own shapes differ (channels or stride), the same rule our
@@ -19,10 +20,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..errors import SkipswitchError
-from ..models.resnet import BasicBlock, Bottleneck, ResNet, check_skip_mode
+from ..models.dynamic import DynamicBatchNorm2d, DynamicLayer, make_dynamic
+from ..models.resnet import ResidualBlock, ResNet, check_skip_mode
 from ..regions import Regions, region_bytes, shared_bytes, unique_bytes
 from .space import ElasticSpace, SubnetConfig
 
@@ -40,6 +41,7 @@ class ElasticResNet(ResNet):
             stem=space.stem, stem_channels=space.stem_channels(largest), skip_mode=skip_mode,
             name=f"supernet:{space.name}", block_channels=channels,
         )
+        make_dynamic(self)
         self.space = space
         self.supernet_skip_mode = skip_mode
         self.active: SubnetConfig | None = None
@@ -68,80 +70,40 @@ class ElasticResNet(ResNet):
         self.bn_configs[key] = config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._configure(self.active)
         if self.active is None:
             return super().forward(x)
-        return self._active_forward(x, self.active)
+        x = self.stem(x)
+        for stage, depth in zip(self.stages, self.active.depths):
+            x = stage[:depth](x)  # elastic depth: a stage's first blocks
+        return self.fc(self.flatten(self.pool(x)))
 
-    # -- sliced layers ---------------------------------------------------------------------------
-    def _bn(self, x: torch.Tensor, name: str, bn: nn.BatchNorm2d, channels: int, stats) -> torch.Tensor:
-        if self.training:
-            # Sampled subnets train on batch statistics without touching the shared running
-            # statistics, which then track the largest subnet (the plain forward); a subnet's
-            # own statistics come from recalibration (``recalibrate_bn``).
-            mean = var = None
-        elif stats is not None:
-            mean, var = stats[f"{name}.running_mean"], stats[f"{name}.running_var"]
-        else:
-            mean, var = bn.running_mean[:channels], bn.running_var[:channels]
-        return F.batch_norm(x, mean, var, bn.weight[:channels], bn.bias[:channels], self.training,
-                            bn.momentum if bn.momentum is not None else 0.1, bn.eps)
+    def _configure(self, config: SubnetConfig | None) -> None:
+        """Point every dynamic layer at ``config``'s weight shapes, and its BN layers at the
+        config's stored statistics (if any); ``None`` restores the plain layers.
 
-    def _conv_bn(self, x, prefix: str, conv: nn.Conv2d, bn: nn.BatchNorm2d, out: int, stats) -> torch.Tensor:
-        w = conv.weight[:out, : x.shape[1]]
-        x = F.conv2d(x, w, None, conv.stride, conv.padding)
-        return self._bn(x, prefix, bn, out, stats)
-
-    def _skip(self, x, prefix: str, proj: nn.Module | None, out: int, stride: int, stats) -> torch.Tensor:
-        if x.shape[1] == out and stride == 1:
-            return x
-        if proj is None:  # cannot happen for prefix-sliced spaces; guard against a space that breaks it
-            raise SkipswitchError(f"{prefix} needs a projection ({x.shape[1]}->{out}, stride {stride}) "
-                                  "that the supernet does not have")
-        return self._conv_bn(x, f"{prefix}.1", proj[0], proj[1], out, stats)
-
-    def _active_forward(self, x: torch.Tensor, config: SubnetConfig) -> torch.Tensor:
-        stats = self.bn_stats.get(config.key())
-        stem_out = self.space.stem_channels(config)
-        x = F.relu(self._conv_bn(x, "stem.1", self.stem[0], self.stem[1], stem_out, stats))
-        if len(self.stem) > 3:
-            x = self.stem[3](x)
-        for s, stage_channels in enumerate(self.space.block_channels(config)):
-            for b, (mid, out) in enumerate(stage_channels):
-                block = self.stages[s][b]
-                prefix = f"stages.{s}.{b}"
-                if isinstance(block, Bottleneck):
-                    x = self._bottleneck(x, block, prefix, mid, out, stats)
-                else:
-                    x = self._basic(x, block, prefix, mid, out, stats)
-        x = self.flatten(self.pool(x))
-        return F.linear(x, self.fc.weight[:, : x.shape[1]], self.fc.bias)
-
-    def _basic(self, x, block: BasicBlock, p: str, mid: int, out: int, stats) -> torch.Tensor:
-        mode = block.skip_mode
-        h = F.relu(self._conv_bn(x, f"{p}.bn1", block.conv1, block.bn1, mid, stats))
-        if mode == "short":
-            h = h + self._skip(x, f"{p}.shortcut", block.shortcut, mid, block.stride, stats)
-            return F.relu(self._conv_bn(h, f"{p}.bn2", block.conv2, block.bn2, out, stats)) + h
-        y = self._conv_bn(h, f"{p}.bn2", block.conv2, block.bn2, out, stats)
-        if mode == "long":
-            y = y + self._skip(x, f"{p}.shortcut", block.shortcut, out, block.stride, stats)
-        return F.relu(y)
-
-    def _bottleneck(self, x, block: Bottleneck, p: str, mid: int, out: int, stats) -> torch.Tensor:
-        mode = block.skip_mode
-        if mode == "short":
-            h1 = F.relu(self._conv_bn(x, f"{p}.bn1", block.conv1, block.bn1, mid, stats))
-            h1 = h1 + self._skip(x, f"{p}.short_proj1", block.short_proj1, mid, 1, stats)
-            h2 = F.relu(self._conv_bn(h1, f"{p}.bn2", block.conv2, block.bn2, mid, stats))
-            h2 = h2 + self._skip(h1, f"{p}.short_proj2", block.short_proj2, mid, block.stride, stats)
-            h3 = F.relu(self._conv_bn(h2, f"{p}.bn3", block.conv3, block.bn3, out, stats))
-            return h3 + self._skip(h2, f"{p}.short_proj3", block.short_proj3, out, 1, stats)
-        h = F.relu(self._conv_bn(x, f"{p}.bn1", block.conv1, block.bn1, mid, stats))
-        h = F.relu(self._conv_bn(h, f"{p}.bn2", block.conv2, block.bn2, mid, stats))
-        y = self._conv_bn(h, f"{p}.bn3", block.conv3, block.bn3, out, stats)
-        if mode == "long":
-            y = y + self._skip(x, f"{p}.shortcut", block.shortcut, out, block.stride, stats)
-        return F.relu(y)
+        Done on every forward, not on activation, because ``active`` is assigned directly
+        (the serve engine) and stored statistics change (recalibration, search, checkpoints).
+        The shapes are the extracted subnet's, so a projection the subnet does not have
+        (its own shapes match there) is bypassed as an identity."""
+        shapes = {} if config is None else weight_regions(self.space, config, self.supernet_skip_mode)
+        stats = None if config is None else self.bn_stats.get(config.key())
+        used = 0
+        for name, module in self.named_modules():
+            if isinstance(module, DynamicLayer):
+                region = shapes.get(f"{name}.weight")
+                used += region is not None
+                module.active = None if region is None else tuple(slice(*r) for r in region)
+                if isinstance(module, DynamicBatchNorm2d):
+                    module.active_stats = None if stats is None or region is None else (
+                        stats[f"{name}.running_mean"], stats[f"{name}.running_var"])
+            elif isinstance(module, ResidualBlock):
+                module.bypassed = frozenset() if config is None else frozenset(
+                    child for child, m in module.named_children()
+                    if isinstance(m, nn.Sequential) and f"{name}.{child}.0.weight" not in shapes)
+        if used != sum(name.endswith(".weight") for name in shapes):
+            # cannot happen for prefix-sliced spaces; guards a space that breaks it
+            raise SkipswitchError(f"subnet {config.key()} reads layers that the supernet does not have")
 
     # -- extraction and weight sets -----------------------------------------------------------------
     def extract(self, config: SubnetConfig | dict | None = None) -> ResNet:
