@@ -467,3 +467,11 @@ def test_supernet_training_resumes_to_the_same_weights(tmp_path, digits):
     resumed = trainer(tmp_path / "b").fit(resume=True)
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_a_supernet_refuses_a_per_block_skip_mode_change():
+    from skipswitch.supernet import supernet_for
+
+    net = supernet_for("resnet-cifar", skip_mode="none", num_classes=10, in_channels=1, input_size=8)
+    with pytest.raises(SkipswitchError, match=r"skip mode is fixed \(none\)"):
+        net.set_skip_mode(3, "long")

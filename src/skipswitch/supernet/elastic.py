@@ -64,6 +64,11 @@ class ElasticResNet(ResNet):
         self.active = config
         return config
 
+    def set_skip_mode(self, block_index: int, mode: str) -> list[nn.Parameter]:
+        # Weight regions, extraction and stored BN sets all assume one skip mode for every block.
+        raise SkipswitchError(f"a supernet's skip mode is fixed ({self.supernet_skip_mode}); "
+                              f"build one with supernet_for(..., skip_mode={mode!r}) instead")
+
     def store_bn_stats(self, config: SubnetConfig, stats: dict[str, torch.Tensor]) -> None:
         key = config.key()
         self.bn_stats[key] = {k: v.detach().clone() for k, v in stats.items()}
