@@ -65,7 +65,8 @@ def test_single_conv_costs_by_hand():
     conv8 = next(s for s in e8.stages if s.kind == "conv")
     assert conv16.multipliers == 72 and conv16.cost.dsp == 72 and conv16.cost.bram18 == 0
     assert conv8.cost.dsp == 0 and conv8.cost.lut >= 72 * lut_multiplier_luts(8)
-    assert len(conv16.layers) == 3  # BN and ReLU folded into the conv stage
+    assert conv16.layers == ("_0", "bn:_1")  # BN folded into the conv stage; ReLU is its own stage (hls4ml)
+    assert [s.kind for s in e16.stages].count("relu") == 1
     assert conv16.cycles_per_image == 8 * 8  # padded 8x8 pixels at II = 1
     assert e16.skips == []
     # reuse factor 4: a quarter of the multipliers and 4x the cycles

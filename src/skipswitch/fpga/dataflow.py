@@ -68,29 +68,54 @@ _ROM_LUT_DEPTH = 64  # LUT6 as 64x1 ROM
 _MULT_LATENCY = 3  # DSP48E2 with A/B, M and P registers (ASSUMED for LUT multipliers too)
 
 
+FIFO_DEPTH_POLICIES = ("optimized", "default")
+FIFO_MEMORIES = ("srl", "lutram", "bram")
+
+
 @dataclass(frozen=True)
 class EstimatorConfig:
-    precision: int = 16  # bits of weights and activations (ap_fixed<b, ...>)
+    precision: int = 16  # bits of weights and activations (ap_fixed<b, integer_bits>)
+    integer_bits: int = 6  # hls4ml's default ap_fixed<16,6>; only the constant-multiplier rule reads it
+    # per-layer bits (IR layer name -> bits), hls4ml's per-layer Precision; others use ``precision``
+    layer_precision: dict = field(default_factory=dict)
     reuse_factor: int | None = None  # None: per layer = fan-in (one multiplier per output channel)
+    strategy: str = "resource"  # hls4ml Strategy: weights of R>1 layers in a ROM (resource) or in logic (latency)
+    accum_bits: int | None = None  # None: hls4ml 1.3's inferred width 2b + ceil(log2 fan_in); else fixed
     srl_max_bits: int = 1024  # Vitis auto_srl_max_bits
     srl_max_depth: int = 2  # FIFOs this shallow stay registers/SRL whatever their width
-    lut_mult_max_bits: int = 8  # multipliers at or below this width go to LUTs
+    lutram_max_depth: int = 0  # non-SRL FIFOs up to this depth go to LUTRAM (0: never, Vitis' auto rule)
+    lut_mult_max_bits: int = 8  # multipliers at or below this width use LUTs
     rom_lutram_max_depth: int = _ROM_LUT_DEPTH
-    stream_depth: int = 2  # ordinary (non-skip) streams, as hls4ml's FIFO optimiser leaves them
-    # auto: the Vitis rule above; srl: skip FIFOs forced to shift registers (a STREAM pragma
-    # with type=shiftreg, the choice Tailor reports for its shortened skips); bram: forced BRAM
+    # optimized: skip FIFOs sized by the timing model's occupancy, other streams ``stream_depth`` (what
+    # hls4ml's FIFO-depth optimiser finds); default: every stream as deep as its tensor has pixels
+    # (hls4ml's io_stream writer without the optimiser)
+    fifo_depth_policy: str = "optimized"
+    stream_depth: int = 2  # ordinary (non-skip) streams under the optimized policy
+    separate_activations: bool = True  # ReLU as its own stage and stream, as hls4ml emits it
+    per_channel_fifos: bool = False  # Vivado HLS <= 2020.1 splits an array stream into one FIFO per channel
+    # auto: the memory rule above; srl/lutram/bram: skip FIFOs forced to that memory (a STREAM pragma)
     skip_fifo_impl: str = "auto"
 
     def __post_init__(self) -> None:
         if not 2 <= self.precision <= 32:
             raise SkipswitchError(f"precision must be 2..32 bits, got {self.precision}")
+        for name, bits in self.layer_precision.items():
+            if not 2 <= bits <= 32:
+                raise SkipswitchError(f"precision of layer {name} must be 2..32 bits, got {bits}")
         if self.reuse_factor is not None and self.reuse_factor < 1:
             raise SkipswitchError(f"reuse factor must be positive, got {self.reuse_factor}")
-        if self.skip_fifo_impl not in ("auto", "srl", "bram"):
-            raise SkipswitchError(f"skip FIFO implementation must be auto, srl or bram, got {self.skip_fifo_impl!r}")
-        for name in ("srl_max_bits", "srl_max_depth", "rom_lutram_max_depth", "stream_depth"):
+        if self.skip_fifo_impl not in ("auto", *FIFO_MEMORIES):
+            raise SkipswitchError(f"skip FIFO implementation must be auto, srl, lutram or bram, got {self.skip_fifo_impl!r}")
+        if self.fifo_depth_policy not in FIFO_DEPTH_POLICIES:
+            raise SkipswitchError(f"FIFO depth policy must be optimized or default, got {self.fifo_depth_policy!r}")
+        if self.strategy not in ("latency", "resource"):
+            raise SkipswitchError(f"strategy must be latency or resource, got {self.strategy!r}")
+        for name in ("srl_max_bits", "srl_max_depth", "lutram_max_depth", "rom_lutram_max_depth", "stream_depth"):
             if getattr(self, name) < 0:
                 raise SkipswitchError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def bits(self, layer: str) -> int:
+        return self.layer_precision.get(layer, self.precision)
 
 
 # -- memory rules --------------------------------------------------------------------------
@@ -116,12 +141,58 @@ def fifo_is_srl(width: int, depth: int, srl_max_bits: int = 1024, srl_max_depth:
     return depth * width <= srl_max_bits or depth <= srl_max_depth
 
 
+def fifo_memory(width: int, depth: int, cfg: EstimatorConfig) -> str:
+    """srl (the Vitis auto rule), else lutram when depth <= ``lutram_max_depth``, else bram."""
+    if fifo_is_srl(width, depth, cfg.srl_max_bits, cfg.srl_max_depth):
+        return "srl"
+    return "lutram" if depth <= cfg.lutram_max_depth else "bram"
+
+
 def srl_luts(width: int, depth: int) -> int:
     return width * math.ceil(depth / _SRL_DEPTH)
 
 
+def lutram_luts(width: int, depth: int) -> int:
+    """RAM64M8 (UG574): 8 LUTs hold a 64-deep, 7-bit simple-dual-port memory."""
+    return 8 * math.ceil(width / 7) * math.ceil(depth / 64)
+
+
 def _fifo_control(depth: int) -> int:
     return 2 * max(1, math.ceil(math.log2(depth + 1))) + 4
+
+
+def fifo_cost(width: int, depth: int, memory: str) -> Cost:
+    """One FIFO: its storage by memory kind, plus pointer/flag logic and an output register."""
+    ctrl = _fifo_control(depth)
+    storage = {"srl": Cost(lut=srl_luts(width, depth)), "lutram": Cost(lut=lutram_luts(width, depth)),
+               "bram": Cost(bram18=bram18_count(width, depth))}[memory]
+    return storage + Cost(lut=ctrl, ff=width + ctrl)
+
+
+def csd_digits(value: int) -> int:
+    """Non-zero digits of ``value`` in canonical signed-digit form (0: zero, 1: a power of two)."""
+    n, digits = abs(int(value)), 0
+    while n:
+        if n & 1:
+            digits += 1
+            n = n - 1 if n & 3 == 1 else n + 1
+        n >>= 1
+    return digits
+
+
+def constant_products(weights, bits: int, integer_bits: int) -> dict[str, int]:
+    """Classify reuse-factor-1 products by their weight quantised to ap_fixed<bits, integer_bits>:
+    zero (removed), shift (a power of two), add (two CSD digits: one adder) and mult (a multiplier)."""
+    import numpy as np
+
+    q = np.round(np.asarray(weights, dtype=np.float64) * 2.0 ** (bits - integer_bits))
+    limit = 2 ** (bits - 1)
+    values, counts = np.unique(np.clip(q, -limit, limit - 1).astype(np.int64), return_counts=True)
+    out = {"zero": 0, "shift": 0, "add": 0, "mult": 0}
+    for v, n in zip(values, counts):
+        d = csd_digits(v)
+        out["zero" if d == 0 else "shift" if d == 1 else "add" if d == 2 else "mult"] += int(n)
+    return out
 
 
 def lut_multiplier_luts(bits: int) -> int:
@@ -166,7 +237,7 @@ class Fifo:
     consumer: str
     width_bits: int
     depth: int
-    impl: str  # srl or bram
+    impl: str  # srl, lutram or bram
     skip: bool
     cost: Cost
 
@@ -194,7 +265,7 @@ class Estimate:
     fifos: list[Fifo]
     skips: list[SkipReport]
     interval_cycles: int  # cycles per image of the slowest stage (throughput)
-    latency_cycles: float  # first input pixel to the network output
+    latency_cycles: float  # first input pixel to the last output of one image
     tensor_stage: dict[str, str] = field(default_factory=dict)  # IR tensor (layer name) -> stage producing it
 
     @property
@@ -215,6 +286,20 @@ class Estimate:
             out[key] = out[key] + f.cost
         return out
 
+    def overflow(self) -> dict[str, int]:
+        """Resources the design needs beyond the part: resource -> how many more than it has."""
+        total = self.total
+        return {r: getattr(total, r) - self.part.capacity(r) for r in RESOURCES
+                if getattr(total, r) > self.part.capacity(r)}
+
+    def fit_message(self) -> str:
+        over = self.overflow()
+        if not over:
+            return f"fits {self.part.name}"
+        return f"does not fit {self.part.name}: " + ", ".join(
+            f"{r} {getattr(self.total, r):,} of {self.part.capacity(r):,} (+{n:,}, "
+            f"{100.0 * n / self.part.capacity(r):.0f}% over)" for r, n in over.items())
+
     def utilization(self) -> dict[str, float]:
         total = self.total
         return {r: 100.0 * getattr(total, r) / self.part.capacity(r) for r in RESOURCES}
@@ -229,6 +314,8 @@ class Estimate:
             "by_category": {k: v.to_dict() for k, v in self.by_category().items()},
             "interval_cycles": self.interval_cycles,
             "latency_cycles": self.latency_cycles,
+            "fits": not self.overflow(),
+            "overflow": self.overflow(),
             "skips": [asdict(s) for s in self.skips],
             "stages": [
                 {"name": s.name, "kind": s.kind, "layers": list(s.layers), "out_shape": list(s.out_shape),
@@ -260,21 +347,28 @@ def _valid_reuse(requested: int | None, n_in: int, n_out: int) -> int:
 
 
 def _mac_stage(stage: Stage, cfg: EstimatorConfig, kh: int, kw: int, pad: tuple[int, int], cin: int, cout: int,
-               in_w_padded: int, relu: bool) -> None:
-    b = cfg.precision
+               in_w_padded: int, weights=None) -> None:
+    b = cfg.bits(stage.name)
     n_in, n_out = kh * kw * cin, cout
     r = _valid_reuse(cfg.reuse_factor, n_in, n_out)
     n_mult = math.ceil(n_in * n_out / r)
-    acc = 2 * b + math.ceil(math.log2(max(n_in, 2)))
+    acc = cfg.accum_bits or 2 * b + math.ceil(math.log2(max(n_in, 2)))
     cost = Cost()
-    if b > cfg.lut_mult_max_bits:
-        cost.dsp += n_mult
+    dsp_mult = b > cfg.lut_mult_max_bits
+    if r == 1 and weights is not None:
+        # Constant coefficients: zeros vanish, powers of two are wires, two-digit constants one adder.
+        kinds = constant_products(weights, b, cfg.integer_bits)
+        full, products = kinds["mult"], n_mult - kinds["zero"]
+        cost.lut += kinds["add"] * b
+    else:  # no weights given: ASSUMED every product a full multiplier (no zero or trivial weight)
+        full = products = n_mult
+    if dsp_mult:
+        cost.dsp += full  # the product register is the DSP48E2's own M/P register, not fabric FF
     else:
-        cost.lut += n_mult * lut_multiplier_luts(b)
-    cost.lut += n_mult * acc + n_out * acc  # accumulate every product; bias (folded BN) add
-    cost.ff += n_mult * 2 * b + n_out * acc + n_out * b  # product, accumulator, output registers
-    if relu:
-        cost.lut += n_out * b
+        cost.lut += full * lut_multiplier_luts(b)
+        cost.ff += full * 2 * b  # product register of a LUT multiplier
+    cost.lut += products * acc + n_out * acc  # accumulate every product; bias (folded BN) add
+    cost.ff += n_out * acc + n_out * b  # accumulator and output registers
     if kh > 1:  # line buffer: (K-1) rows of in_width pixels per channel, ap_shift_reg -> SRL
         cost.lut += (kh - 1) * cin * srl_luts(b, in_w_padded)
         cost.ff += kh * kw * cin * b  # the KxK window
@@ -282,7 +376,7 @@ def _mac_stage(stage: Stage, cfg: EstimatorConfig, kh: int, kw: int, pad: tuple[
         cost.lut += cin * b  # zero-padding mux on the input pixel
     if r > 1:  # weight ROM, depth R, width block_factor * b
         width = n_mult * b
-        if r <= cfg.rom_lutram_max_depth:
+        if cfg.strategy == "latency" or r <= cfg.rom_lutram_max_depth:
             cost.lut += width * math.ceil(r / _ROM_LUT_DEPTH)
         else:
             cost.bram18 += bram18_count(width, r)
@@ -291,9 +385,29 @@ def _mac_stage(stage: Stage, cfg: EstimatorConfig, kh: int, kw: int, pad: tuple[
     stage.cost = cost
 
 
-def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig) -> tuple[list[Stage], dict[str, str], list[tuple[str, str]]]:
+def _window_stage(stage: Stage, cfg: EstimatorConfig, k: int, in_w: int, c: int) -> None:
+    """Max pooling over KxK windows (``pooling2d_cl``): K-1 line-buffer rows, the window, a
+    comparator tree of K*K-1 comparators per channel (one LUT per bit, UG574 carry chain)."""
+    b = cfg.bits(stage.name)
+    stage.cost = Cost(lut=c * (k * k - 1) * b + (k - 1) * c * srl_luts(b, in_w), ff=c * k * k * b + c * b)
+    stage.delay_pixels = (k - 1) * in_w + (k - 1)
+
+
+def softmax_cost(n: int, bits: int, table_size: int = 1024, table_bits: int = 18) -> Cost:
+    """hls4ml ``softmax_stable`` (nnet_activation.h, default table_size 1024, 18-bit tables): a max
+    tree and n subtractors on the input, n lookups in the exp table (one dual-port ROM per two
+    lookups) and one in the inverse table, an adder tree on the exps, and n DSP multipliers
+    (exp x 1/sum); tables in BRAM18 by port geometry. Adder/comparator LUTs one per bit (UG574);
+    register per exp and per product ASSUMED."""
+    roms = math.ceil(n / 2) + 1
+    return Cost(bram18=roms * bram18_count(table_bits, table_size), dsp=n,
+                lut=(n - 1) * bits + n * bits + (n - 1) * table_bits, ff=2 * n * table_bits + n * bits)
+
+
+def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig, weights: dict | None = None,
+                  ) -> tuple[list[Stage], dict[str, str], list[tuple[str, str]]]:
     """Stages in execution order, tensor->stage map, and stage edges (producer, consumer)."""
-    b = cfg.precision
+    weights = weights or {}
     consumers: dict[str, list[str]] = {}
     for layer in graph.layers:
         for inp in layer.inputs:
@@ -311,9 +425,11 @@ def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig) -> tuple[list[Stage
                 edges.append((producer[inp], stage.name))
 
     for layer in graph.layers:
+        b = cfg.bits(layer.name)
         src = layer.inputs[0] if layer.inputs else None
         single_use = src is not None and len(consumers.get(src, ())) == 1
         src_stage = by_name.get(producer.get(src, "")) if src else None
+        foldable = ("bn",) if cfg.separate_activations else ("bn", "relu")
         if layer.op == "input":
             add_stage(Stage(layer.name, "input", (layer.name,), layer.output_shape, layer.output_shape), ())
             producer[layer.name] = layer.name
@@ -322,11 +438,11 @@ def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig) -> tuple[list[Stage
                             ()), layer.inputs)
         elif layer.op == "flatten":
             producer[layer.name] = producer[src]  # a stream of pixels is already flat
-        elif layer.op in ("bn", "relu") and single_use and src_stage is not None and src_stage.kind in (
+        elif layer.op in foldable and single_use and src_stage is not None and src_stage.kind in (
             "conv", "dense", "add", "bn") and not (layer.op == "bn" and src_stage.kind == "add") and not (
             layer.op == "bn" and any(l.startswith("relu:") for l in src_stage.layers)
         ):
-            # Fold BN/ReLU into the producing stage (hls4ml fuses BN into conv weights).
+            # Fold BN into the producing stage (hls4ml fuses BN into conv weights); ReLU too when asked.
             src_stage.layers = (*src_stage.layers, f"{layer.op}:{layer.name}")
             src_stage.out_shape = layer.output_shape
             if layer.op == "relu":
@@ -336,21 +452,22 @@ def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig) -> tuple[list[Stage
             kind = "conv" if layer.op == "conv" else "dense"
             in_shape = layer.input_shapes[0]
             stage = Stage(layer.name, kind, (layer.name,), in_shape, layer.output_shape)
+            a = layer.attrs
             if kind == "conv":
-                a = layer.attrs
                 kh, kw = a["kernel_size"]
                 pad = a["padding"] if isinstance(a["padding"], tuple) else (0, 0)
                 if a.get("groups", 1) != 1:
                     raise SkipswitchError(f"layer {layer.name}: grouped convolutions are not modelled")
                 hp, wp = in_shape[1] + 2 * pad[0], in_shape[2] + 2 * pad[1]
-                _mac_stage(stage, cfg, kh, kw, pad, a["in_channels"], a["out_channels"], wp, relu=False)
+                _mac_stage(stage, cfg, kh, kw, pad, a["in_channels"], a["out_channels"], wp, weights.get(layer.name))
                 stage.cycles_per_image = hp * wp * stage.reuse_factor
                 stage.delay_pixels = max(kh - 1 - pad[0], 0) * wp + max(kw - 1 - pad[1], 0)
             else:
-                a = layer.attrs
-                _mac_stage(stage, cfg, 1, 1, (0, 0), a["in_features"], a["out_features"], 1, relu=False)
-                stage.cycles_per_image = stage.reuse_factor
-                stage.delay_pixels = 0
+                _mac_stage(stage, cfg, 1, 1, (0, 0), a["in_features"], a["out_features"], 1, weights.get(layer.name))
+                # a dense layer after a flatten reads every pixel of the image before it can finish
+                pixels = _pixels(src_stage.out_shape) if src_stage is not None else 1
+                stage.cycles_per_image = max(stage.reuse_factor, pixels)
+                stage.delay_pixels = pixels - 1
             add_stage(stage, layer.inputs)
             producer[layer.name] = stage.name
         elif layer.op == "add":
@@ -360,18 +477,25 @@ def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig) -> tuple[list[Stage
                           cost=Cost(lut=c * b, ff=c * b))
             add_stage(stage, layer.inputs)
             producer[layer.name] = stage.name
-        elif layer.op in ("avgpool", "maxpool", "bn", "relu", "other"):
+        elif layer.op in ("avgpool", "maxpool", "softmax", "bn", "relu", "other"):
             in_shape = layer.input_shapes[0] if layer.input_shapes else layer.output_shape
             c, n_in = _channels(in_shape), _pixels(in_shape)
-            kind = {"avgpool": "pool", "maxpool": "pool"}.get(layer.op, layer.op)
+            kind = {"avgpool": "pool", "maxpool": "maxpool"}.get(layer.op, layer.op)
             stage = Stage(layer.name, kind, (layer.name,), in_shape, layer.output_shape, cycles_per_image=n_in,
                           depth_cycles=2)
-            if kind == "pool":
+            global_pool = _pixels(layer.output_shape) == 1
+            if kind == "maxpool" and not global_pool:
+                _window_stage(stage, cfg, int(math.isqrt(n_in // max(_pixels(layer.output_shape), 1))),
+                              in_shape[2], c)
+            elif kind in ("pool", "maxpool"):
                 window = n_in // max(_pixels(layer.output_shape), 1)
                 acc = b + math.ceil(math.log2(max(window, 2)))
-                stage.cost = Cost(lut=c * acc + c * b, ff=c * acc + c * b)  # accumulate, scale by 1/N
+                stage.cost = Cost(lut=c * acc + c * b, ff=c * acc + c * b)  # accumulate (or compare), scale
                 # Output pixel (h, w) needs its whole window; for a global pool that is the image.
-                stage.delay_pixels = n_in if _pixels(layer.output_shape) == 1 else in_shape[2]
+                stage.delay_pixels = n_in if global_pool else in_shape[2]
+            elif kind == "softmax":
+                stage.cost = softmax_cost(math.prod(in_shape), b)
+                stage.cycles_per_image, stage.depth_cycles = 1, 8
             elif kind == "bn":  # a standalone BN: one scale multiplier and one shift adder per channel
                 mult = Cost(dsp=c) if b > cfg.lut_mult_max_bits else Cost(lut=c * lut_multiplier_luts(b))
                 stage.cost = mult + Cost(lut=c * 2 * b, ff=c * 3 * b)
@@ -386,7 +510,6 @@ def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig) -> tuple[list[Stage
 
 def _insert_clones(stages: list[Stage], edges: list[tuple[str, str]], cfg: EstimatorConfig):
     """A clone stage after every stage whose output feeds several stages (hls4ml's Clone layer)."""
-    b = cfg.precision
     outs: dict[str, list[str]] = {}
     for p, c in edges:
         outs.setdefault(p, []).append(c)
@@ -401,7 +524,7 @@ def _insert_clones(stages: list[Stage], edges: list[tuple[str, str]], cfg: Estim
             c = _channels(s.out_shape)
             clone = Stage(f"clone_{s.name}", "clone", (), s.out_shape, s.out_shape,
                           cycles_per_image=_pixels(s.out_shape), depth_cycles=1,
-                          cost=Cost(ff=c * b, lut=2 * len(targets)))  # one pixel register; handshake logic
+                          cost=Cost(ff=c * cfg.bits(s.name), lut=2 * len(targets)))  # one pixel register; handshake logic
             ordered.append(clone)
             by_name[clone.name] = clone
             clone_of[s.name] = clone.name
@@ -416,21 +539,27 @@ def _period(interval: int, shape: tuple[int, ...]) -> float:
     return interval / max(_pixels(shape), 1)
 
 
-def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, part: str | Part = "zu7ev") -> Estimate:
-    """Estimate the hls4ml io_stream design of ``graph`` (see the module docstring for the model)."""
+def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, part: str | Part = "zu7ev",
+                   weights: dict | None = None) -> Estimate:
+    """Estimate the hls4ml io_stream design of ``graph`` (see the module docstring for the model).
+
+    ``weights`` (IR layer name -> weight array, e.g. from :func:`layer_weights`) enables the
+    constant-coefficient rule of reuse-factor-1 layers; without it every product is assumed to
+    need a full multiplier."""
     cfg = config or EstimatorConfig()
     part = part if isinstance(part, Part) else get_part(part)
-    b = cfg.precision
-    stages, producer, edges = _build_stages(graph, cfg)
+    stages, producer, edges = _build_stages(graph, cfg, weights)
     stages, edges, clone_of = _insert_clones(stages, edges, cfg)
     by_name = {s.name: s for s in stages}
     interval = max((s.cycles_per_image for s in stages), default=1) or 1
 
-    # Arrival time of the pixel-aligned output of each stage (longest path through the DAG).
+    # ready: arrival of the pixel-aligned output of each stage (longest path through the DAG);
+    # finish: when a stage has written its last output of one image.
     preds: dict[str, list[str]] = {}
     for p, c in edges:
         preds.setdefault(c, []).append(p)
     ready: dict[str, float] = {}
+    finish: dict[str, float] = {}
     for s in stages:
         start = max((ready[p] for p in preds.get(s.name, ())), default=0.0)
         in_period = _period(interval, s.in_shape)
@@ -440,6 +569,8 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
             in_period = interval / max(hp, 1)
         s.latency = s.delay_pixels * in_period + s.depth_cycles
         ready[s.name] = start + s.latency
+        inputs_done = max((finish[p] for p in preds.get(s.name, ())), default=0.0)
+        finish[s.name] = max(start + s.cycles_per_image, inputs_done) + s.depth_cycles
 
     # The skip FIFO is the shortcut-side input of the join add; find which edge that is.
     skip_edge_of: dict[tuple[str, str], object] = {}
@@ -453,12 +584,14 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
 
     fifos: list[Fifo] = []
     reports: list[SkipReport] = []
+    default_depths = cfg.fifo_depth_policy == "default"
     for p, c in edges:
-        ps, cs = by_name[p], by_name[c]
+        ps = by_name[p]
         shape = ps.out_shape
-        width = _channels(shape) * b
+        bits = cfg.bits(ps.layers[0].split(":")[-1] if ps.layers else p)
+        width = _channels(shape) * bits
         edge = skip_edge_of.get((p, c))
-        depth = cfg.stream_depth
+        depth = _pixels(shape) if default_depths else cfg.stream_depth
         if edge is not None:
             residual_src = next(x for x in preds[c] if x != p)
             fork_stage = by_name[clone_of.get(producer[edge.fork], producer[edge.fork])]
@@ -466,20 +599,30 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
             period = _period(interval, shape)
             in_flight = max(ready[residual_src] - ready[p], 0.0) / period
             max_depth = _pixels(shape)
-            depth = min(max_depth, math.ceil(in_flight) + 1)
-        srl = fifo_is_srl(width, depth, cfg.srl_max_bits, cfg.srl_max_depth)
+            if not default_depths:
+                depth = min(max_depth, math.ceil(in_flight) + 1)
+        lanes, lane_width = (_channels(shape), bits) if cfg.per_channel_fifos else (1, width)
+        memory = fifo_memory(lane_width, depth, cfg)
         if edge is not None and cfg.skip_fifo_impl != "auto":
-            srl = cfg.skip_fifo_impl == "srl"
-        ctrl = _fifo_control(depth)
-        cost = Cost(lut=srl_luts(width, depth) + ctrl, ff=width + ctrl) if srl else Cost(
-            bram18=bram18_count(width, depth), lut=ctrl, ff=width + ctrl)
-        fifo = Fifo(f"{p}->{c}", p, c, width, depth, "srl" if srl else "bram", edge is not None, cost)
+            memory = cfg.skip_fifo_impl
+        one = fifo_cost(lane_width, depth, memory)
+        cost = Cost(*(lanes * getattr(one, r) for r in RESOURCES))
+        fifo = Fifo(f"{p}->{c}", p, c, width, depth, memory, edge is not None, cost)
         fifos.append(fifo)
         if edge is not None:
             reports.append(SkipReport(edge.fork, edge.join, tuple(shape), edge.is_long, lifetime, depth, max_depth,
                                       width, fifo.impl, cost.bram18))
-    latency = max(ready.values(), default=0.0)
+    latency = max(finish.values(), default=0.0)
     return Estimate(graph.model_name, cfg, part, stages, fifos, reports, interval, latency, dict(producer))
+
+
+def layer_weights(model, graph: NetworkGraph) -> dict:
+    """IR layer name -> weight array of each conv / linear layer of ``model`` (the traced module).
+
+    BN is not folded into the weights here (ASSUMED small effect on which products are trivial)."""
+    modules = dict(model.named_modules())
+    return {layer.name: modules[layer.target].weight.detach().cpu().numpy()
+            for layer in graph.layers if layer.op in ("conv", "linear") and layer.target in modules}
 
 
 # -- skip-mode comparison ----------------------------------------------------------------------
