@@ -79,6 +79,7 @@ class EstimatorConfig:
     # per-layer bits (IR layer name -> bits), hls4ml's per-layer Precision; others use ``precision``
     layer_precision: dict = field(default_factory=dict)
     reuse_factor: int | None = None  # None: per layer = fan-in (one multiplier per output channel)
+    layer_reuse_factor: dict = field(default_factory=dict)  # IR layer name -> reuse factor (hls4ml per-layer)
     strategy: str = "resource"  # hls4ml Strategy: weights of R>1 layers in a ROM (resource) or in logic (latency)
     accum_bits: int | None = None  # None: hls4ml 1.3's inferred width 2b + ceil(log2 fan_in); else fixed
     srl_max_bits: int = 1024  # Vitis auto_srl_max_bits
@@ -350,7 +351,7 @@ def _mac_stage(stage: Stage, cfg: EstimatorConfig, kh: int, kw: int, pad: tuple[
                in_w_padded: int, weights=None) -> None:
     b = cfg.bits(stage.name)
     n_in, n_out = kh * kw * cin, cout
-    r = _valid_reuse(cfg.reuse_factor, n_in, n_out)
+    r = _valid_reuse(cfg.layer_reuse_factor.get(stage.name, cfg.reuse_factor), n_in, n_out)
     n_mult = math.ceil(n_in * n_out / r)
     acc = cfg.accum_bits or 2 * b + math.ceil(math.log2(max(n_in, 2)))
     cost = Cost()
@@ -383,6 +384,16 @@ def _mac_stage(stage: Stage, cfg: EstimatorConfig, kh: int, kw: int, pad: tuple[
     stage.reuse_factor, stage.multipliers = r, n_mult
     stage.depth_cycles = r + _MULT_LATENCY + math.ceil(math.log2(max(n_in // r, 1) + 1)) + 2
     stage.cost = cost
+
+
+def _pixel_interval(stage: Stage, cfg: EstimatorConfig) -> int:
+    """Cycles per input pixel of a conv/dense stage. hls4ml 1.3 ``conv_2d_buffer_cl``
+    (nnet_conv2d_stream.h) pipelines its pixel loop with II = reuse factor only for the Latency
+    strategy; with the Resource strategy the loop is not pipelined, so each pixel waits for the
+    whole multiply-accumulate (``depth_cycles``). Reuse factor 1 is fully pipelined either way."""
+    if stage.reuse_factor == 1 or cfg.strategy == "latency":
+        return stage.reuse_factor
+    return stage.depth_cycles
 
 
 def _window_stage(stage: Stage, cfg: EstimatorConfig, k: int, in_w: int, c: int) -> None:
@@ -431,7 +442,8 @@ def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig, weights: dict | Non
         src_stage = by_name.get(producer.get(src, "")) if src else None
         foldable = ("bn",) if cfg.separate_activations else ("bn", "relu")
         if layer.op == "input":
-            add_stage(Stage(layer.name, "input", (layer.name,), layer.output_shape, layer.output_shape), ())
+            add_stage(Stage(layer.name, "input", (layer.name,), layer.output_shape, layer.output_shape,
+                            cycles_per_image=_pixels(layer.output_shape)), ())  # one pixel per cycle
             producer[layer.name] = layer.name
         elif layer.op == "output":
             add_stage(Stage(layer.name, "output", (layer.name,), layer.input_shapes[0] if layer.input_shapes else (),
@@ -460,13 +472,14 @@ def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig, weights: dict | Non
                     raise SkipswitchError(f"layer {layer.name}: grouped convolutions are not modelled")
                 hp, wp = in_shape[1] + 2 * pad[0], in_shape[2] + 2 * pad[1]
                 _mac_stage(stage, cfg, kh, kw, pad, a["in_channels"], a["out_channels"], wp, weights.get(layer.name))
-                stage.cycles_per_image = hp * wp * stage.reuse_factor
+                stage.cycles_per_image = hp * wp * _pixel_interval(stage, cfg)
                 stage.delay_pixels = max(kh - 1 - pad[0], 0) * wp + max(kw - 1 - pad[1], 0)
             else:
                 _mac_stage(stage, cfg, 1, 1, (0, 0), a["in_features"], a["out_features"], 1, weights.get(layer.name))
                 # a dense layer after a flatten reads every pixel of the image before it can finish
                 pixels = _pixels(src_stage.out_shape) if src_stage is not None else 1
-                stage.cycles_per_image = max(stage.reuse_factor, pixels)
+                stage.in_shape = src_stage.out_shape if src_stage is not None else in_shape
+                stage.cycles_per_image = max(_pixel_interval(stage, cfg), pixels)
                 stage.delay_pixels = pixels - 1
             add_stage(stage, layer.inputs)
             producer[layer.name] = stage.name
@@ -485,8 +498,8 @@ def _build_stages(graph: NetworkGraph, cfg: EstimatorConfig, weights: dict | Non
                           depth_cycles=2)
             global_pool = _pixels(layer.output_shape) == 1
             if kind == "maxpool" and not global_pool:
-                _window_stage(stage, cfg, int(math.isqrt(n_in // max(_pixels(layer.output_shape), 1))),
-                              in_shape[2], c)
+                k = layer.attrs.get("kernel_size") or math.isqrt(n_in // _pixels(layer.output_shape))
+                _window_stage(stage, cfg, k[0] if isinstance(k, tuple) else k, in_shape[2], c)
             elif kind in ("pool", "maxpool"):
                 window = n_in // max(_pixels(layer.output_shape), 1)
                 acc = b + math.ceil(math.log2(max(window, 2)))
@@ -558,19 +571,28 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
     preds: dict[str, list[str]] = {}
     for p, c in edges:
         preds.setdefault(c, []).append(p)
+    # Steady state (skip FIFO occupancy): every stream runs at the rate of the slowest stage.
+    # One image alone (latency): a stage's input arrives at the rate of its slowest upstream stage
+    # (``duration``); ``first`` is its first pixel-aligned output, ``finish`` its last output.
     ready: dict[str, float] = {}
+    duration: dict[str, float] = {}
+    first: dict[str, float] = {}
     finish: dict[str, float] = {}
     for s in stages:
-        start = max((ready[p] for p in preds.get(s.name, ())), default=0.0)
-        in_period = _period(interval, s.in_shape)
-        if s.kind == "conv":
-            # the conv reads the padded image: its pixel period is interval / padded pixels
-            hp = s.cycles_per_image // max(s.reuse_factor, 1)
-            in_period = interval / max(hp, 1)
-        s.latency = s.delay_pixels * in_period + s.depth_cycles
+        ps = preds.get(s.name, ())
+        start = max((ready[p] for p in ps), default=0.0)
+        pixels_in = max(_pixels(s.in_shape), 1)
+        if s.kind == "conv":  # the conv reads the padded image
+            pixels_in = s.cycles_per_image // max(_pixel_interval(s, cfg), 1)
+        s.latency = s.delay_pixels * interval / pixels_in + s.depth_cycles
         ready[s.name] = start + s.latency
-        inputs_done = max((finish[p] for p in preds.get(s.name, ())), default=0.0)
-        finish[s.name] = max(start + s.cycles_per_image, inputs_done) + s.depth_cycles
+        upstream = max((duration[p] for p in ps), default=0.0)
+        duration[s.name] = max(upstream, s.cycles_per_image)
+        first_in = max((first[p] for p in ps), default=0.0)
+        inputs_done = max((finish[p] for p in ps), default=0.0)
+        # outputs of a pooling or strided stage come in bursts: never later than all its input
+        first[s.name] = min(first_in + s.delay_pixels * upstream / pixels_in, inputs_done) + s.depth_cycles
+        finish[s.name] = max(first_in + s.cycles_per_image, inputs_done) + s.depth_cycles
 
     # The skip FIFO is the shortcut-side input of the join add; find which edge that is.
     skip_edge_of: dict[tuple[str, str], object] = {}
@@ -587,6 +609,8 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
     default_depths = cfg.fifo_depth_policy == "default"
     for p, c in edges:
         ps = by_name[p]
+        if ps.kind == "input" or by_name[c].kind == "output":
+            continue  # the top-level AXI-stream ports, not FIFOs inside the dataflow region
         shape = ps.out_shape
         bits = cfg.bits(ps.layers[0].split(":")[-1] if ps.layers else p)
         width = _channels(shape) * bits
