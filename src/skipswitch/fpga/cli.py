@@ -84,7 +84,7 @@ def hls4ml_cmd(
     reuse_factor: int = typer.Option(1, "--reuse-factor", help="hls4ml reuse factor (>1 selects the Resource strategy)."),
     part: str = typer.Option("zu7ev", help="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p."),
     images: int = typer.Option(100, help="Test images to compare C simulation with PyTorch on."),
-    hls4ml_depths: bool = typer.Option(False, "--hls4ml-depths", help="Keep hls4ml's default H*W stream depths instead of the estimator's."),
+    hls4ml_depths: bool = typer.Option(False, "--hls4ml-depths", help="FIFO depth policy 'default': keep hls4ml's H*W stream depths instead of the estimator's ('optimized')."),
     synth: bool = typer.Option(False, "--synth", help="Also run Vitis HLS synthesis (needs vitis_hls on PATH)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Directory holding a local dataset."),
 ):
@@ -100,7 +100,7 @@ def hls4ml_cmd(
     dataset = load_dataset(ds_meta.get("name", "digits"), data_dir, seed=ds_meta.get("seed", 0))
     result = export_hls4ml(model, out / "project", dataset.test.images[:images], precision=precision,
                            integer_bits=integer_bits, reuse_factor=reuse_factor, part=part,
-                           use_estimator_depths=not hls4ml_depths, synth=synth)
+                           fifo_depth_policy="default" if hls4ml_depths else "optimized", synth=synth)
     report = {"checkpoint": str(checkpoint), "dataset": dataset.name, "skip_modes": getattr(model, "skip_modes", None),
               "hls4ml_version": _hls4ml_version(), **result.to_dict()}
     atomic_write_json(out / "hls4ml_report.json", report)
@@ -113,3 +113,52 @@ def _hls4ml_version() -> str:
     import hls4ml
 
     return hls4ml.__version__
+
+
+@app.command()
+def compare(
+    report_dir: Path = typer.Argument(..., help="hls4ml project (or any) directory with csynth.rpt / vivado_synth.rpt."),
+    model: str = typer.Option("resnet8", help="Registry model name (ignored with --checkpoint)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Estimate this checkpoint's model (its weights included)."),
+    precision: int = typer.Option(16, help="Fixed-point bits of weights and activations."),
+    reuse_factor: Optional[int] = typer.Option(None, "--reuse-factor", help="hls4ml reuse factor [default: each layer's fan-in]."),
+    strategy: str = typer.Option("resource", help="hls4ml Strategy: latency or resource."),
+    fifo_depth_policy: str = typer.Option("default", "--fifo-depth-policy", help="default (hls4ml H*W) or optimized."),
+    part: Optional[str] = typer.Option(None, help="FPGA part [default: the report's device when known]."),
+    num_classes: int = typer.Option(10, "--num-classes"),
+    in_channels: int = typer.Option(3, "--in-channels"),
+    input_size: int = typer.Option(32, "--input-size"),
+):
+    """Print the synthesis reports under REPORT_DIR beside the estimate of the same model."""
+    from ..graph import trace
+    from .dataflow import EstimatorConfig, estimate_graph, layer_weights
+    from .parts import get_part
+    from .report import markdown_table
+    from .synth_report import comparison_header, comparison_rows, read_report_dir
+
+    reports = read_report_dir(report_dir)
+    if checkpoint is not None:
+        from ..checkpoint import load_model
+
+        net, _ = load_model(checkpoint)
+    else:
+        from ..models import create_model
+
+        net = create_model(model, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+    graph = trace(net, name=model if checkpoint is None else str(checkpoint))
+    if part is None:
+        part = next((r.device for r in reports if _known_part(r.device)), "zu7ev")
+    config = EstimatorConfig(precision=precision, reuse_factor=reuse_factor, strategy=strategy,
+                             fifo_depth_policy=fifo_depth_policy)
+    estimate = estimate_graph(graph, config, get_part(part), weights=layer_weights(net, graph))
+    typer.echo(markdown_table(comparison_header(reports), comparison_rows(reports, estimate)))
+    typer.echo(f"estimate: {estimate.fit_message()}; reports: " + ", ".join(r.source for r in reports))
+
+
+def _known_part(device: str) -> bool:
+    from .parts import get_part
+
+    try:
+        return bool(device) and get_part(device) is not None
+    except SkipswitchError:
+        return False
