@@ -2,50 +2,88 @@
 
 The design modelled is the one hls4ml 1.3.0 writes for a CNN with ``io_stream``:
 
-* one dataflow stage per conv / dense layer, with the following BatchNorm and ReLU folded
-  into it (hls4ml fuses BN into the conv weights; we also fold the ReLU, as the issue asks);
-  an add stage at each skip join (with its ReLU folded), a pooling stage, and a *clone*
-  stage wherever a tensor has several consumers (``nnet::clone_stream`` copies every pixel
-  to each output stream);
-* streams (FIFOs) of whole pixels (``C`` channels x ``b`` bits wide) between stages.
+* one dataflow stage per conv / dense layer, with a following BatchNorm folded into it (hls4ml
+  fuses BN into the conv weights); each activation (ReLU, softmax) is its own stage with its own
+  output stream, as hls4ml emits it (``separate_activations``; False folds ReLU as before);
+  an add stage at each skip join, a pooling stage (max pooling: comparator tree; average
+  pooling: accumulator), and a *clone* stage wherever a tensor has several consumers
+  (``nnet::clone_stream`` copies every pixel to each output stream);
+* streams (FIFOs) of whole pixels (``C`` channels x ``b`` bits wide) between stages; the
+  network's input and output are top-level AXI-stream ports, not FIFOs. Vivado HLS (<= 2020.1)
+  splits an array stream into one FIFO per channel (``per_channel_fifos``), Vitis packs it.
+
+Precision: ``precision`` bits everywhere, or per layer (``layer_precision``, hls4ml's per-layer
+``Precision``); ``integer_bits`` (default 6, hls4ml's ap_fixed<16,6>) only matters for the
+constant-coefficient rule; the accumulator is ``accum_bits`` when given (hls4ml before 1.0 used
+the model default type), else 2b + ceil(log2 fan_in) (hls4ml 1.3's inferred width, as FINN).
 
 Timing follows ``nnet_conv2d_stream.h`` (``conv_2d_buffer_cl``): the line-buffer conv reads
-one input pixel per iteration of a loop over ``in_height x in_width`` pipelined with
-``II = reuse_factor``; padding is a separate zero-padding pass, so the conv sees the padded
-image. A stage therefore needs ``padded_pixels * R`` cycles per image, and output pixel
-(h, w) of a KxK conv with padding p is produced when padded input (h+K-1, w+K-1) arrives,
-i.e. ``(K-1-p) * W_padded + (K-1-p)`` input pixels after input pixel (h, w). In steady state
-every stream runs at the rate of the slowest stage (``interval`` cycles per image), so a
-stream carrying N pixels per image delivers one pixel every ``interval / N`` cycles.
+one input pixel per iteration of a loop over ``in_height x in_width``; with the Latency strategy
+(or reuse factor 1) the loop is pipelined with ``II = reuse_factor``, with the Resource strategy
+it is not pipelined and each pixel waits for the whole multiply-accumulate (``depth_cycles``).
+Padding is a separate zero-padding pass, so the conv sees the padded image. Output pixel (h, w)
+of a KxK conv with padding p is produced when padded input (h+K-1, w+K-1) arrives, i.e.
+``(K-1-p) * W_padded + (K-1-p)`` input pixels after input pixel (h, w). In steady state every
+stream runs at the rate of the slowest stage (``interval`` cycles per image), so a stream
+carrying N pixels per image delivers one pixel every ``interval / N`` cycles. The latency of one
+image (``latency_cycles``, what the HLS report gives) runs each stage at the rate of its
+slowest upstream stage: a stage finishes ``depth_cycles`` after both its inputs have finished
+and its own ``cycles_per_image`` since its first input.
 
 A skip's *lifetime* is the time from the clone writing pixel (h, w) to the add consuming it
 (the latency of the residual path); its *FIFO depth* is the number of pixels in flight on
 the shortcut side over that time (residual latency minus shortcut latency, in pixel periods,
 plus one for the handshake, as hls4ml's FIFO optimiser sets max occupancy + 1), at most H*W.
 
-Memories: a FIFO is a shift register (SRL) when ``depth * width <= srl_max_bits`` (Vitis
-``config_storage fifo -impl auto``, ``auto_srl_max_bits`` default 1024) or ``depth <=
-srl_max_depth``; otherwise BRAM18, counted by port geometry with FINN's rule (FACTS.md).
+FIFO depth policy (``fifo_depth_policy``): ``default`` is hls4ml without its FIFO optimiser,
+every stream (skip FIFOs included) as deep as its tensor has pixels (hls4ml 1.3
+``backends/fpga/fpga_types.py``: ``depth = prod(shape) // shape[-1]`` in the stream pragma);
+``optimized`` sizes skip FIFOs by the occupancy above and other streams ``stream_depth`` (2),
+what the optimiser finds.
+
+FIFO memory (``fifo_memory``): a shift register (SRL) when ``depth * width <= srl_max_bits``
+(Vitis ``config_storage fifo -impl auto``, ``auto_srl_max_bits`` default 1024, FACTS.md) or
+``depth <= srl_max_depth``; otherwise LUTRAM when ``depth <= lutram_max_depth`` (default 0:
+Vitis' auto rule has no LUTRAM step; a ``STREAM ... type``/``impl`` pragma choosing it is what a
+positive value models), else BRAM18 counted by port geometry with FINN's rule (FACTS.md). Costs:
+SRL ``width * ceil(depth/32)`` LUTs (SRLC32E, UG574); LUTRAM ``8 * ceil(width/7) *
+ceil(depth/64)`` LUTs (RAM64M8: 64 x 7 simple dual port in 8 LUTs, UG574).
+
 Weights of a layer with reuse factor R>1 are one ROM of depth R and width
 ``ceil(n_in*n_out/R) * b`` (hls4ml's Resource strategy reshapes them so); it goes to LUTs
-(a LUT6 is a 64x1 ROM, UG574) when R <= ``rom_lutram_max_depth``, else to BRAM18 by
-geometry. With R=1 the weights are constants folded into the logic.
+(a LUT6 is a 64x1 ROM, UG574) when R <= ``rom_lutram_max_depth`` or the strategy is Latency,
+else to BRAM18 by geometry. With R=1 the weights are constants folded into the logic.
+
+Constant coefficients (R=1 and the weights given, :func:`layer_weights`): each weight is
+quantised to ap_fixed<b, integer_bits> and written in canonical signed digits (CSD); a zero
+weight's product is removed (hls4ml's ``n_zeros`` and HLS constant propagation), a power of two
+(one digit) is a shift, i.e. wiring, two digits cost one b-bit adder; only the rest need a
+multiplier (a DSP above ``lut_mult_max_bits``). The CSD thresholds are ASSUMED, following the
+shift-and-add constant multipliers synthesis tools build (the Vivado Synthesis guide UG901
+describes multiplier inference; the one- and two-digit cut is ours). Without weights every
+product is ASSUMED to need a full multiplier.
+
+Softmax: hls4ml's ``softmax_stable`` (table_size 1024, 18-bit exp and inverse tables) — see
+:func:`softmax_cost`. A design that needs more than the part has says so: ``Estimate.overflow``
+and ``fit_message`` (which resource, by how many, by what share).
 
 Per-operation costs (LUT / FF) and where they come from; ``ASSUMED`` marks our own choice:
 
-* multiplier at > ``lut_mult_max_bits`` bits: 1 DSP48E2 (27x18 multiplier, UG579).
+* multiplier at > ``lut_mult_max_bits`` bits: 1 DSP48E2 (27x18 multiplier, UG579); its product
+  register is the DSP's own M/P register, not a fabric FF.
 * multiplier at <= ``lut_mult_max_bits`` bits: LUTs scaled from Xilinx's LogiCORE
   Multiplier v11.2 data sheet (DS255: a speed-optimised 9x9 LUT multiplier = 115 LUTs),
-  ``115 * (b/9)^2`` (quadratic scaling ASSUMED).
-* adder of n bits: n LUTs on the carry chain (UG574, one LUT + CARRY8 bit per sum bit).
-* accumulator width ``2b + ceil(log2(fan_in))`` as in FINN's MVAU estimate.
-* SRL shift register: ``width * ceil(depth / 32)`` LUTs (SRLC32E, UG574); the conv line
-  buffers (``ap_shift_reg`` of in_width pixels per channel and row) are costed the same way.
-* registers (ASSUMED, HLS's default pipelining): one register per product (2b) and per
-  accumulator, the KxKxC window, one output pixel per stage; clone stage: one input pixel
-  register; FIFO control: 2 pointers of ceil(log2(depth+1)) bits + 4 flag bits, as many
-  LUTs as FFs (ASSUMED).
+  ``115 * (b/9)^2`` (quadratic scaling ASSUMED), plus a 2b-bit product register.
+* adder of n bits: n LUTs on the carry chain (UG574, one LUT + CARRY8 bit per sum bit);
+  comparators of max pooling and softmax likewise.
+* SRL shift register: ``width * ceil(depth / 32)`` LUTs (SRLC32E, UG574); the conv and pooling
+  line buffers (``ap_shift_reg`` of in_width pixels per channel and row) are costed the same way.
+* registers (ASSUMED, HLS's default pipelining): one register per accumulator, the KxKxC window,
+  one output pixel per stage; clone stage: one input pixel register; FIFO control: 2 pointers of
+  ceil(log2(depth+1)) bits + 4 flag bits, as many LUTs as FFs (ASSUMED).
 * ReLU: one LUT per output bit (ASSUMED: AND with the inverted sign bit).
+
+How these rules compare with real synthesis: ``docs/results/hw_validation.md``.
 """
 
 from __future__ import annotations
