@@ -40,7 +40,10 @@ def estimate(
     part: str = typer.Option("zu7ev", help="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p."),
     reuse_factor: Optional[int] = typer.Option(None, "--reuse-factor", help="hls4ml reuse factor for every layer [default: the layer's fan-in]."),
     srl_max_bits: int = typer.Option(1024, "--srl-max-bits", help="FIFOs up to this many bits become shift registers (Vitis auto_srl_max_bits)."),
-    skip_fifo_impl: str = typer.Option("auto", "--skip-fifo-impl", help="Skip FIFOs: auto (Vitis rule), srl or bram (forced)."),
+    skip_fifo_impl: str = typer.Option("auto", "--skip-fifo-impl", help="Skip FIFOs: auto (the memory rule), srl, lutram or bram (forced)."),
+    fifo_depth_policy: str = typer.Option("optimized", "--fifo-depth-policy", help="default (hls4ml: every stream H*W deep) or optimized (the FIFO optimiser's depths)."),
+    lutram_max_depth: int = typer.Option(0, "--lutram-max-depth", help="Non-SRL FIFOs up to this depth use LUTRAM (0: never, Vitis' automatic rule)."),
+    strategy: str = typer.Option("resource", help="hls4ml Strategy for reuse factors > 1: latency or resource."),
     lut_mult_max_bits: int = typer.Option(8, "--lut-mult-max-bits", help="Multipliers up to this width use LUTs instead of DSPs."),
     num_classes: int = typer.Option(10, "--num-classes", help="Classes of the registry model."),
     in_channels: int = typer.Option(3, "--in-channels", help="Input channels of the registry model."),
@@ -57,8 +60,8 @@ def estimate(
 
     part_obj = get_part(part)
     config = EstimatorConfig(precision=precision, reuse_factor=reuse_factor, srl_max_bits=srl_max_bits,
-                             skip_fifo_impl=skip_fifo_impl,
-                             lut_mult_max_bits=lut_mult_max_bits)
+                             skip_fifo_impl=skip_fifo_impl, lut_mult_max_bits=lut_mult_max_bits,
+                             fifo_depth_policy=fifo_depth_policy, lutram_max_depth=lutram_max_depth, strategy=strategy)
     if checkpoint is not None:
         graphs = _graphs_from_checkpoint(checkpoint)
     else:
