@@ -650,7 +650,7 @@ def estimate_graph(graph: NetworkGraph, config: EstimatorConfig | None = None, p
         if ps.kind == "input" or by_name[c].kind == "output":
             continue  # the top-level AXI-stream ports, not FIFOs inside the dataflow region
         shape = ps.out_shape
-        bits = cfg.bits(ps.layers[0].split(":")[-1] if ps.layers else p)
+        bits = cfg.bits(p.removeprefix("clone_"))  # a stream carries its producer's precision
         width = _channels(shape) * bits
         edge = skip_edge_of.get((p, c))
         depth = _pixels(shape) if default_depths else cfg.stream_depth
