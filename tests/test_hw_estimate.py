@@ -66,13 +66,18 @@ def test_single_conv_costs_by_hand():
     conv8 = next(s for s in e8.stages if s.kind == "conv")
     assert conv16.multipliers == 72 and conv16.cost.dsp == 72 and conv16.cost.bram18 == 0
     assert conv8.cost.dsp == 0 and conv8.cost.lut >= 72 * lut_multiplier_luts(8)
-    assert len(conv16.layers) == 3  # BN and ReLU folded into the conv stage
+    assert conv16.layers == ("_0", "bn:_1")  # BN folded into the conv stage; ReLU is its own stage (hls4ml)
+    assert [s.kind for s in e16.stages].count("relu") == 1
     assert conv16.cycles_per_image == 8 * 8  # padded 8x8 pixels at II = 1
     assert e16.skips == []
-    # reuse factor 4: a quarter of the multipliers and 4x the cycles
-    e16r4 = estimate_graph(graph, EstimatorConfig(precision=16, reuse_factor=4))
-    conv = next(s for s in e16r4.stages if s.kind == "conv")
+    # reuse factor 4: a quarter of the multipliers; Latency strategy pipelines the pixel loop at
+    # II = 4, Resource strategy waits for the whole multiply-accumulate per pixel (nnet_conv2d_stream.h)
+    latency = estimate_graph(graph, EstimatorConfig(precision=16, reuse_factor=4, strategy="latency"))
+    conv = next(s for s in latency.stages if s.kind == "conv")
     assert conv.multipliers == 18 and conv.cycles_per_image == 4 * 64
+    resource = estimate_graph(graph, EstimatorConfig(precision=16, reuse_factor=4, strategy="resource"))
+    conv = next(s for s in resource.stages if s.kind == "conv")
+    assert conv.depth_cycles > 4 and conv.cycles_per_image == conv.depth_cycles * 64
 
 
 @pytest.mark.parametrize("name", ["resnet8", "resnet20"])

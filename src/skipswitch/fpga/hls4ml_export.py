@@ -5,7 +5,8 @@ skips must be out-of-place ``x + y`` adds (``+=`` is unsupported); pooling must 
 kernel (no adaptive pooling) and flattening must be ``nn.Flatten`` / ``torch.flatten``. Our
 registry ResNets satisfy all of this in every skip mode.
 
-Stream depths: hls4ml's default is H*W pixels for every stream. We write the dataflow
+Stream depths follow the FIFO depth policy of the estimate the project is compared with:
+``default`` keeps hls4ml's H*W pixels for every stream; ``optimized`` writes the dataflow
 estimator's depths instead (skip FIFOs sized by their lifetime, ordinary streams
 ``stream_depth``), mapping hls4ml's layer names (which are the fx node names, plus
 ``clone_*``, ``zp2d_*`` and ``transpose_*`` helpers) to the estimator's stages. Helper
@@ -43,6 +44,7 @@ class ExportResult:
     stream_depths: dict[str, int] = field(default_factory=dict)
     skip_stream_depths: dict[str, int] = field(default_factory=dict)
     synthesis: dict | None = None
+    fifo_depth_policy: str = "optimized"
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -106,7 +108,7 @@ def export_hls4ml(
     reuse_factor: int = 1,
     part: str = "zu7ev",
     rounding: bool = True,
-    use_estimator_depths: bool = True,
+    fifo_depth_policy: str = "optimized",
     synth: bool = False,
 ) -> ExportResult:
     """Convert ``model`` with hls4ml, write and compile the project (g++ C-sim) and compare with PyTorch."""
@@ -118,6 +120,10 @@ def export_hls4ml(
         raise SkipswitchError(f"bad fixed-point precision ap_fixed<{precision},{integer_bits}>")
     if reuse_factor < 1:
         raise SkipswitchError(f"reuse factor must be positive, got {reuse_factor}")
+    # the same policy and settings as the estimate this project is compared with
+    estimator_config = EstimatorConfig(precision=precision, integer_bits=integer_bits, reuse_factor=reuse_factor,
+                                       strategy="resource" if reuse_factor > 1 else "latency",
+                                       fifo_depth_policy=fifo_depth_policy)
     if shutil.which("g++") is None:
         raise SkipswitchError("g++ not found on PATH: hls4ml's C simulation needs it")
     model = model.eval()
@@ -140,9 +146,9 @@ def export_hls4ml(
         raise SkipswitchError(f"hls4ml could not convert the model: {exc}".splitlines()[0]) from None
     depths: dict[str, int] = {}
     skip_streams: set[str] = set()
-    if use_estimator_depths:
+    if fifo_depth_policy == "optimized":  # "default" keeps hls4ml's own H*W depths, which the estimate models
         graph = trace(model, input_shape)
-        estimate = estimate_graph(graph, EstimatorConfig(precision=precision, reuse_factor=reuse_factor), part)
+        estimate = estimate_graph(graph, estimator_config, part)
         depths, skip_streams = estimator_stream_depths(hls_model, estimate)
         for name, depth in depths.items():
             var = hls_model.output_vars.get(name)
@@ -161,16 +167,17 @@ def export_hls4ml(
         stream_depths={k: int(v) for k, v in depths.items()},
         skip_stream_depths={k: int(depths[k]) for k in sorted(skip_streams)},
     )
+    result.fifo_depth_policy = fifo_depth_policy
     if synth:
-        result.synthesis = _synthesize(hls_model)
+        result.synthesis = _synthesize(hls_model, output_dir)
     return result
 
 
 # Vivado part strings of the boards' devices; xcu280-hbm is the same U280 silicon (the entry
 # differs only in the off-chip bandwidth the accelerator model uses).
-_VIVADO_PARTS = {"zu3eg": "xczu3eg-sbva484-1-i", "zu7ev": "xczu7ev-ffvc1156-2-e",
-                 "xcu280": "xcu280-fsvh2892-2L-e", "xcu280-hbm": "xcu280-fsvh2892-2L-e",
-                 "xcvu13p": "xcvu13p-flga2577-2-e"}
+_VIVADO_PARTS = {"zu3eg": "xczu3eg-sbva484-1-i", "zu7ev": "xczu7ev-ffvc1156-2-e", "xcu50": "xcu50-fsvh2104-2-e",
+                 "xc7z020": "xc7z020clg400-1", "xcu280": "xcu280-fsvh2892-2L-e",
+                 "xcu280-hbm": "xcu280-fsvh2892-2L-e", "xcvu13p": "xcvu13p-flga2577-2-e"}
 
 
 def vivado_part(part: str) -> str:
@@ -184,9 +191,13 @@ def vivado_part(part: str) -> str:
     return _VIVADO_PARTS[name]
 
 
-def _synthesize(hls_model) -> dict:
-    """Run Vitis HLS C synthesis (needs ``vitis_hls`` on PATH) and return hls4ml's parsed report."""
+def _synthesize(hls_model, output_dir: Path) -> dict:
+    """Run Vitis HLS C synthesis (needs ``vitis_hls`` on PATH); the project's reports as
+    :mod:`.synth_report` reads them, next to hls4ml's own parsed report."""
+    from .synth_report import read_report_dir
+
     if shutil.which("vitis_hls") is None:
         raise SkipswitchError("--synth needs Vitis HLS: vitis_hls was not found on PATH")
     report = hls_model.build(csim=False, synth=True, vsynth=False)
-    return report if isinstance(report, dict) else {"report": str(report)}
+    return {"hls4ml": report if isinstance(report, dict) else str(report),
+            "reports": [r.to_dict() for r in read_report_dir(output_dir)]}

@@ -13,6 +13,11 @@ x32 at 533 MHz, peak 4.26 GB/s; ZCU104's DDR4 speed grade was not confirmed, so 
 assumes DDR4-2400; U280 uses one DDR4 bank (38.5 GB/s), and its HBM2 (460 GB/s) is the
 separate entry ``xcu280-hbm``; 300 MHz is the clock Xilinx DPU designs run at on these boards.
 XCVU13P has no board memory figure here (``bandwidth_gbps`` is None).
+
+XCU50 and XC7Z020 (used by the synthesis validation suite) are the "Available" column of the
+Vivado 2020.1 ``report_utilization`` files in pominiq/DNNonSilicon (e.g. commit d3a8c690,
+Folder_2_HLS4ML_Vivado_HLS/models/MNIST_original/vivado_synth.rpt and commit ee1d2a3b,
+model_1/hls4ml_prj/vivado_synth.rpt): BRAM18 = 2 x Block RAM Tiles; no bandwidth figure.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class Part:
 
 
 _VIVADO = "Vivado part data as published in open-source tools"
+_REPORT = "Vivado 2020.1 report_utilization 'Available' column (pominiq/DNNonSilicon vivado_synth.rpt)"
 _DS890 = "Xilinx DS890 Virtex UltraScale+ device table (not re-checked against Vivado part data)"
 
 PARTS: dict[str, Part] = {
@@ -66,13 +72,17 @@ PARTS: dict[str, Part] = {
              bandwidth_gbps=38.5),
         Part("xcu280-hbm", "Alveo U280 (HBM2)", dsp=9_024, bram18=4_032, uram=960, lut=1_303_680, ff=2_607_360,
              source=_VIVADO, bandwidth_gbps=460.0),
+        Part("xcu50", "Alveo U50", dsp=5_952, bram18=2_688, uram=640, lut=871_680, ff=1_743_360, source=_REPORT),
+        Part("xc7z020", "PYNQ-Z2 / Zedboard (Zynq-7020)", dsp=220, bram18=280, uram=0, lut=53_200, ff=106_400,
+             source=_REPORT),
         Part("xcvu13p", "VCU13P-class boards", dsp=12_288, bram18=5_376, uram=1_280, lut=1_728_000, ff=3_456_000,
              source=_DS890),
     )
 }
 
 _ALIASES = {"ultra96": "zu3eg", "zcu104": "zu7ev", "u280": "xcu280", "u280-hbm": "xcu280-hbm", "vu13p": "xcvu13p",
-            "xczu3eg": "zu3eg", "xczu7ev": "zu7ev"}
+            "xczu3eg": "zu3eg", "xczu7ev": "zu7ev", "u50": "xcu50", "xcu50-fsvh2104-2-e": "xcu50",
+            "pynq-z2": "xc7z020", "xc7z020clg400-1": "xc7z020", "xc7z020-clg400-1": "xc7z020"}
 
 
 def list_parts() -> list[str]:

@@ -37,14 +37,14 @@ def skip_rows(comparison: Comparison) -> list[list[str]]:
     for m, e in comparison.estimates.items():
         n = len(e.skips)
         bram = sum(s.bram18 for s in e.skips)
-        srl = sum(s.impl == "srl" for s in e.skips)
+        srl = sum(s.impl != "bram" for s in e.skips)
         life = (sum(s.lifetime_cycles for s in e.skips) / n) if n else 0.0
         depth = (sum(s.fifo_depth for s in e.skips) / n) if n else 0.0
         rows.append([m, str(n), f"{life:,.0f}", f"{depth:.1f}", f"{srl}/{n}", str(bram)])
     return rows
 
 
-SKIP_HEADER = ["mode", "skips", "mean lifetime (cycles)", "mean FIFO depth (pixels)", "SRL FIFOs", "skip FIFO BRAM18"]
+SKIP_HEADER = ["mode", "skips", "mean lifetime (cycles)", "mean FIFO depth (pixels)", "SRL/LUTRAM FIFOs", "skip FIFO BRAM18"]
 
 
 def comparison_markdown(comparison: Comparison) -> str:
@@ -52,9 +52,11 @@ def comparison_markdown(comparison: Comparison) -> str:
     rf = "fan-in per layer" if cfg.reuse_factor is None else str(cfg.reuse_factor)
     return "\n\n".join([
         f"### {comparison.model}, {cfg.precision}-bit, {comparison.part.name} ({comparison.part.board}), "
-        f"reuse factor {rf}, SRL threshold {cfg.srl_max_bits} bits",
+        f"reuse factor {rf}, {cfg.fifo_depth_policy} FIFO depths, SRL threshold {cfg.srl_max_bits} bits, "
+        f"LUTRAM up to {cfg.lutram_max_depth} deep",
         markdown_table(resource_header(comparison), resource_rows(comparison)),
         markdown_table(SKIP_HEADER, skip_rows(comparison)),
+        "\n".join(f"* {mode}: {e.fit_message()}" for mode, e in comparison.estimates.items()),
     ])
 
 
@@ -76,6 +78,8 @@ def print_rich(comparison: Comparison) -> None:
     console = Console()
     console.print(table)
     console.print(skips)
+    for mode, estimate in comparison.estimates.items():
+        console.print(f"{mode}: {estimate.fit_message()}")
 
 
 def bar_chart(comparison: Comparison, path: str | Path) -> None:

@@ -32,7 +32,7 @@ class Layer:
     """One fx node: a module call, a function (add, flatten, ...) or the graph input/output."""
 
     name: str
-    op: str  # conv, linear, bn, relu, add, avgpool, maxpool, flatten, input, output, other
+    op: str  # conv, linear, bn, relu, add, avgpool, maxpool, softmax, flatten, input, output, other
     target: str
     inputs: tuple[str, ...]
     input_shapes: tuple[tuple[int, ...], ...]
@@ -125,6 +125,8 @@ def _module_kind(module: nn.Module) -> str:
         return "maxpool"
     if isinstance(module, nn.Flatten):
         return "flatten"
+    if isinstance(module, nn.Softmax):
+        return "softmax"
     return "other"
 
 

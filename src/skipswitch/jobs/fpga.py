@@ -18,7 +18,10 @@ class EstimateJob(JobConfig):
     part: str = Field("zu7ev", description="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p.")
     reuse_factor: Optional[int] = Field(None, description="hls4ml reuse factor for every layer [default: the layer's fan-in].")
     srl_max_bits: int = Field(1024, description="FIFOs up to this many bits become shift registers (Vitis auto_srl_max_bits).")
-    skip_fifo_impl: str = Field("auto", description="Skip FIFOs: auto (Vitis rule), srl or bram (forced).")
+    skip_fifo_impl: str = Field("auto", description="Skip FIFOs: auto (the memory rule), srl, lutram or bram (forced).")
+    fifo_depth_policy: str = Field("optimized", description="default (hls4ml: every stream H*W deep) or optimized (the FIFO optimiser's depths).")
+    lutram_max_depth: int = Field(0, description="Non-SRL FIFOs up to this depth use LUTRAM (0: never, Vitis' automatic rule).")
+    strategy: str = Field("resource", description="hls4ml Strategy for reuse factors > 1: latency or resource.")
     lut_mult_max_bits: int = Field(8, description="Multipliers up to this width use LUTs instead of DSPs.")
     num_classes: int = Field(10, description="Classes of the registry model.")
     in_channels: int = Field(3, description="Input channels of the registry model.")
@@ -46,7 +49,7 @@ class Hls4mlJob(JobConfig):
     reuse_factor: int = Field(1, description="hls4ml reuse factor (>1 selects the Resource strategy).")
     part: str = Field("zu7ev", description="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p.")
     images: int = Field(100, description="Test images to compare C simulation with PyTorch on.")
-    hls4ml_depths: bool = Field(False, description="Keep hls4ml's default H*W stream depths instead of the estimator's.")
+    hls4ml_depths: bool = Field(False, description="FIFO depth policy 'default': keep hls4ml's H*W stream depths instead of the estimator's ('optimized').")
     synth: bool = Field(False, description="Also run Vitis HLS synthesis (needs vitis_hls on PATH).")
     data_dir: Optional[Path] = Field(None, description="Directory holding a local dataset.")
 
@@ -100,7 +103,9 @@ def estimate(job: EstimateJob):
 
     part = get_part(job.part)
     config = EstimatorConfig(precision=job.precision, reuse_factor=job.reuse_factor, srl_max_bits=job.srl_max_bits,
-                             skip_fifo_impl=job.skip_fifo_impl, lut_mult_max_bits=job.lut_mult_max_bits)
+                             skip_fifo_impl=job.skip_fifo_impl, lut_mult_max_bits=job.lut_mult_max_bits,
+                             fifo_depth_policy=job.fifo_depth_policy, lutram_max_depth=job.lutram_max_depth,
+                             strategy=job.strategy)
     if job.checkpoint is not None:
         graphs = _graphs_from_checkpoint(job.checkpoint)
     else:
@@ -130,9 +135,57 @@ def hls4ml(job: Hls4mlJob) -> Hls4mlResult:
     dataset = load_dataset(ds_meta.get("name", "digits"), job.data_dir, seed=ds_meta.get("seed", 0))
     export = export_hls4ml(model, job.out / "project", dataset.test.images[:job.images], precision=job.precision,
                            integer_bits=job.integer_bits, reuse_factor=job.reuse_factor, part=job.part,
-                           use_estimator_depths=not job.hls4ml_depths, synth=job.synth)
+                           fifo_depth_policy="default" if job.hls4ml_depths else "optimized", synth=job.synth)
     result = Hls4mlResult(checkpoint=str(job.checkpoint), dataset=dataset.name,
                           skip_modes=getattr(model, "skip_modes", None), hls4ml_version=hls4ml_lib.__version__,
                           **export.to_dict())
     result.save(job.out / "hls4ml_report.json")
     return result
+
+
+class CompareJob(JobConfig):
+    report_dir: Path = Field(..., description="hls4ml project (or any) directory with csynth.rpt / vivado_synth.rpt.")
+    model: str = Field("resnet8", description="Registry model name (ignored with --checkpoint).")
+    checkpoint: Optional[Path] = Field(None, description="Estimate this checkpoint's model (its weights included).")
+    precision: int = Field(16, description="Fixed-point bits of weights and activations.")
+    reuse_factor: Optional[int] = Field(None, description="hls4ml reuse factor [default: each layer's fan-in].")
+    strategy: str = Field("resource", description="hls4ml Strategy: latency or resource.")
+    fifo_depth_policy: str = Field("default", description="default (hls4ml H*W) or optimized.")
+    part: Optional[str] = Field(None, description="FPGA part [default: the report's device when known].")
+    num_classes: int = Field(10, description="Classes of the registry model.")
+    in_channels: int = Field(3, description="Input channels of the registry model.")
+    input_size: int = Field(32, description="Input height = width of the registry model.")
+
+
+def compare(job: CompareJob):
+    """The synthesis reports under ``report_dir`` and the estimate of the same model:
+    ``(reports, estimate)``; the CLI prints them side by side."""
+    from ..fpga.dataflow import EstimatorConfig, estimate_graph, layer_weights
+    from ..fpga.parts import get_part
+    from ..fpga.synth_report import read_report_dir
+    from ..graph import trace
+
+    reports = read_report_dir(job.report_dir)
+    if job.checkpoint is not None:
+        from ..checkpoint import load_model
+
+        net, _ = load_model(job.checkpoint)
+    else:
+        from ..models import create_model
+
+        net = create_model(job.model, num_classes=job.num_classes, in_channels=job.in_channels,
+                           input_size=job.input_size)
+    graph = trace(net, name=job.model if job.checkpoint is None else str(job.checkpoint))
+    part = job.part or next((r.device for r in reports if _known_part(r.device)), "zu7ev")
+    config = EstimatorConfig(precision=job.precision, reuse_factor=job.reuse_factor, strategy=job.strategy,
+                             fifo_depth_policy=job.fifo_depth_policy)
+    return reports, estimate_graph(graph, config, get_part(part), weights=layer_weights(net, graph))
+
+
+def _known_part(device: str) -> bool:
+    from ..fpga.parts import get_part
+
+    try:
+        return bool(device) and get_part(device) is not None
+    except SkipswitchError:
+        return False
