@@ -13,6 +13,23 @@ app = typer.Typer(help="FastSwitch accelerator model: DSE and subnet-switching l
 DESIGN_AXES = ("kp", "yp", "tk", "tc", "tx", "ty")
 WORKLOAD_CACHE = Path("runs/accel/workloads")
 
+# Operating conditions (accel.presets.Conditions): a preset (or a .json/.yaml file) and its knobs on top.
+PRESET = typer.Option("realistic", help="Conditions: paper, realistic, or a .json/.yaml Conditions file.")
+DW = typer.Option(None, "--dw", help="Weight/iAct bits (overrides the preset).")
+ODW = typer.Option(None, "--odw", help="oAct/partial-sum bits.")
+DSP_PACKING = typer.Option(None, "--dsp-packing", help="MACs per DSP48E2 (2 = int8 packing, WP486; 0.5 = fp32).")
+LUT_MACS = typer.Option(None, "--lut-macs/--no-lut-macs", help="Build multipliers beyond the DSPs from LUTs.")
+OVERLAP = typer.Option(None, "--overlap", help="double (loads hide behind compute) or single (they take turns).")
+CLOCK = typer.Option(None, "--clock-mhz", help="Accelerator clock (default: the part's).")
+BANDWIDTH = typer.Option(None, "--bandwidth-gbps", help="Off-chip GB/s (default: the part's).")
+BATCH = typer.Option(None, "--batch", help="Inputs per query sharing one weight fetch.")
+
+
+def _conditions(preset: str, **knobs):
+    from .presets import resolve_conditions
+
+    return resolve_conditions(preset, **knobs)
+
 
 def _workload(name: str, sequence: int, seed: int, trace: str | None = None):
     from ..errors import SkipswitchError
@@ -43,6 +60,9 @@ def dse_cmd(
     policy: str = typer.Option("most-used", help="PB content: smallest (paper) or most-used (SUSHI-like)."),
     seed: int = typer.Option(0, help="Seed of the subnet sampling."),
     out: Path = typer.Option(Path("runs/accel"), help="Folder for dse.json and dse.png."),
+    preset: str = PRESET, dw: Optional[int] = DW, odw: Optional[int] = ODW, dsp_packing: Optional[float] = DSP_PACKING,
+    lut_macs: Optional[bool] = LUT_MACS, overlap: Optional[str] = OVERLAP, clock_mhz: Optional[float] = CLOCK,
+    bandwidth_gbps: Optional[float] = BANDWIDTH, batch: Optional[int] = BATCH,
 ):
     """Brute-force grid: the paper's two phases and a joint search; best design and Pareto set."""
     from ..checkpoint import atomic_write_json
@@ -55,13 +75,15 @@ def dse_cmd(
         from ..errors import SkipswitchError
 
         raise SkipswitchError(f"invalid --policy {policy!r}; choose one of {', '.join(PB_POLICIES)}")
+    cond = _conditions(preset, dw=dw, odw=odw, dsp_packing=dsp_packing, lut_macs=lut_macs, overlap=overlap,
+                       clock_mhz=clock_mhz, bandwidth_gbps=bandwidth_gbps, batch=batch)
     fpga = get_part(part)
     work = _workload(workload, sequence, seed)
-    joint = explore(work, fpga, policy=policy)
-    phase1, phase2 = two_phase(work, fpga, policy=policy)
+    joint = explore(work, fpga, policy=policy, conditions=cond)
+    phase1, phase2 = two_phase(work, fpga, policy=policy, conditions=cond)
     pareto = joint.pareto()
     report = {
-        "part": fpga.name, "workload": work.name, "policy": policy, "points": joint.points,
+        "part": fpga.name, "workload": work.name, "policy": policy, "conditions": cond.model_dump(), "points": joint.points,
         "feasible": int(joint.feasible.sum()), "seconds": joint.seconds, "points_per_second": joint.points_per_second,
         "joint_best": joint.best(), "two_phase_array": phase1.best(), "two_phase_best": phase2.best(),
         "pareto": [{**joint.design(int(i)), "latency_ms": float(joint.latency[i]) / (fpga.clock_mhz * 1e3),
@@ -91,13 +113,16 @@ def evaluate_cmd(
     trace: Optional[str] = typer.Option(None, help="Query trace: subnet indices in serving order, e.g. 0,3,3,8 "
                                         "(default: each subnet once); the most-used PB policy counts uses in it."),
     out: Path = typer.Option(Path("runs/accel"), help="Folder for evaluate.json and breakdown.png."),
+    preset: str = PRESET, dw: Optional[int] = DW, odw: Optional[int] = ODW, dsp_packing: Optional[float] = DSP_PACKING,
+    lut_macs: Optional[bool] = LUT_MACS, overlap: Optional[str] = OVERLAP, clock_mhz: Optional[float] = CLOCK,
+    bandwidth_gbps: Optional[float] = BANDWIDTH, batch: Optional[int] = BATCH,
 ):
-    """Latency breakdown (switching/loading vs compute): temporal baseline, FastSwitch with both PB
-    policies, spatial switching; per part, with a stacked-bar PNG (paper Fig. 5)."""
+    """Latency breakdown (switching/loading vs compute): temporal baseline, FastSwitch with each PB
+    policy (smallest, most-used, trace-optimal), spatial switching; per part, with a stacked-bar PNG (paper Fig. 5)."""
     from ..checkpoint import atomic_write_json
     from ..errors import SkipswitchError
     from .plots import breakdown_plot
-    from .study import best_design, part_report
+    from .study import POLICIES, best_design, part_report
 
     given = {k: v for k, v in dict(kp=kp, yp=yp, tk=tk, tc=tc, tx=tx, ty=ty).items() if v is not None}
     if given and len(given) != len(DESIGN_AXES):
@@ -105,25 +130,28 @@ def evaluate_cmd(
                               f"{', '.join('--' + a for a in DESIGN_AXES if a not in given)}")
     from ..fpga.parts import get_part
 
+    cond = _conditions(preset, dw=dw, odw=odw, dsp_packing=dsp_packing, lut_macs=lut_macs, overlap=overlap,
+                       clock_mhz=clock_mhz, bandwidth_gbps=bandwidth_gbps, batch=batch)
     work = _workload(workload, sequence, seed, trace)
     reports = {}
     for name in part:
         fpga = get_part(name)
-        design = best_design(work, fpga) if not given else None
+        design = best_design(work, fpga, conditions=cond) if not given else None
         if given:
             from .template import AcceleratorDesign
 
-            design = AcceleratorDesign.for_part(fpga, **given, pb_bytes=pb_bytes or 0, stride_max=work.stride_max)
+            design = AcceleratorDesign.for_part(cond.on(fpga), **given, pb_bytes=pb_bytes or 0,
+                                                stride_max=work.stride_max, **cond.design_fields())
         elif pb_bytes is not None:
             design = design.replace(pb_bytes=pb_bytes)
-        reports[fpga.name] = part_report(design, work, fpga)
+        reports[fpga.name] = part_report(design, work, fpga, cond)
         r = reports[fpga.name]
         typer.echo(f"{fpga.name} ({fpga.board}) design {r['design_short']}: baseline {r['baseline']['latency_ms']:.2f} ms, "
-                   f"FastSwitch(smallest) {r['smallest']['latency_ms']:.2f} ms (-{r['gain_smallest']:.1%}), "
-                   f"FastSwitch(most-used) {r['most-used']['latency_ms']:.2f} ms (-{r['gain_most_used']:.1%}), "
-                   f"spatial {'fits' if r['spatial_fits'] else 'does not fit'}")
+                   + ", ".join(f"FastSwitch({m}) {r[m]['latency_ms']:.2f} ms (-{r['gain_' + m.replace('-', '_')]:.1%})"
+                               for m in POLICIES)
+                   + f", spatial {'fits' if r['spatial_fits'] else 'does not fit'}")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "evaluate.json", {"workload": work.name, "parts": reports})
-    breakdown_plot({p: {m: r[m] for m in ("baseline", "smallest", "most-used")} for p, r in reports.items()},
+    atomic_write_json(out / "evaluate.json", {"workload": work.name, "conditions": cond.model_dump(), "parts": reports})
+    breakdown_plot({p: {m: r[m] for m in ("baseline", *POLICIES)} for p, r in reports.items()},
                    out / "breakdown.png", title=f"{work.name}: latency breakdown per part")
     typer.echo(f"wrote {out / 'evaluate.json'}, {out / 'breakdown.png'}")
