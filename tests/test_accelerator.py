@@ -206,6 +206,10 @@ def test_fast_path_matches_full_model(work):
     full = latency.evaluate_arrays(work, plan, **grid, dw=8, odw=32, bytes_per_cycle=ZU3EG.bytes_per_cycle)
     fast = latency.fast_latency(work, plan, **grid, dw=8, odw=32, bytes_per_cycle=ZU3EG.bytes_per_cycle)
     np.testing.assert_allclose(fast, full.latency, rtol=1e-5)
+    for batch in (1, 3):  # single-buffered and batched: the same numbers too
+        args = dict(dw=8, odw=32, bytes_per_cycle=ZU3EG.bytes_per_cycle, batch=batch, overlap=False)
+        np.testing.assert_allclose(latency.fast_latency(work, plan, **grid, **args),
+                                   latency.evaluate_arrays(work, plan, **grid, **args).latency, rtol=1e-5)
     # the grid path and the single-design path are the same numbers
     single = latency.evaluate(design(kp=4, yp=7, ty=9, pb_bytes=30_000), work)
     assert single.latency == pytest.approx(float(full.latency[1, 1, 1]), rel=1e-12)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SkipswitchError
-from .latency import evaluate_arrays, fast_latency
+from .latency import fast_latency
 from ..fpga.parts import Part as FpgaPart
 from .presets import Conditions
 from .template import BUFFERS, AcceleratorDesign, bus_bits, fits, resources
@@ -118,14 +118,10 @@ def explore(workload: Workload, part: FpgaPart, grid: dict | None = None, policy
                     workload.stride_max, part, double_buffer, cond.dsp_packing, cond.lut_macs)
     shape = np.broadcast_shapes(*(a.shape for a in axes.values()))
     ok = np.broadcast_to(fits(res, part), shape)
-    if double_buffer:
-        # Array sizes with no fitting design at all (e.g. too many DSPs) need no latency.
-        active = ok.any(axis=tuple(range(2, ok.ndim)))
-        latency = fast_latency(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
-                               active=active, batch=batch)
-    else:  # transfers do not overlap compute: the plain (slower) evaluator
-        latency = evaluate_arrays(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
-                                  overlap=False, batch=batch).latency
+    # Array sizes with no fitting design at all (e.g. too many DSPs) need no latency.
+    active = ok.any(axis=tuple(range(2, ok.ndim)))
+    latency = fast_latency(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
+                           active=active, batch=batch, overlap=double_buffer)
     latency = np.where(ok, latency, np.inf).ravel()
     per_buffer = [np.broadcast_to(res["bram"][b] + (URAM_AS_BRAM18 * res["uram"] if b == "PB" else 0), shape)
                   for b in BUFFERS]

@@ -143,7 +143,8 @@ def evaluate_arrays(workload: Workload, plan: PersistentPlan | None, kp, yp, tk,
 
 
 def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc, tx, ty, pb_elements,
-                 dw: int, odw: int, bytes_per_cycle: float, dtype=np.float32, active=None, batch: int = 1) -> np.ndarray:
+                 dw: int, odw: int, bytes_per_cycle: float, dtype=np.float32, active=None, batch: int = 1,
+                 overlap: bool = True) -> np.ndarray:
     """Latency only (the DSE's inner loop); equal to ``evaluate_arrays(...).latency``.
 
     Per layer, max(C, A + W) + F = A + W + F + max(D - W, 0) with D = C - A: compute C, activation
@@ -152,7 +153,8 @@ def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc
     only in blocks (one DPE-array size each: the first two axes) where its sign is mixed; elsewhere
     it is 0 or D - W, which add up on small arrays. ``active`` (bool over the first two axes) skips
     the full pass for blocks the caller will discard (no design in them fits the part); their
-    latencies are then not meaningful."""
+    latencies are then not meaningful. ``overlap=False`` (single-buffered): every layer is C + A + W + F,
+    a sum of sub-grid terms with no full-grid pass at all."""
     counts = unique_layers(workload)
     grid = [np.asarray(a) for a in (kp, yp, tk, tc, tx, ty, pb_elements)]
     if len({a.ndim for a in grid if a.ndim}) > 1 or max(a.ndim for a in grid) < 3:
@@ -185,6 +187,9 @@ def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc
             wacc = np.zeros(lead + w.shape[2:], dtype)
         lin += part_lin
         wacc += w
+        if not overlap:
+            lin += d + full_rank(a)  # C = D + A
+            continue
         w_min, w_max = float(w.min()), float(w.max())
         d_min, d_max = d.min(axis=inner), d.max(axis=inner)
         if active is not None:
