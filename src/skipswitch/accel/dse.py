@@ -28,7 +28,7 @@ def default_grid(workload: Workload, dw: int = 8) -> dict[str, tuple[int, ...]]:
     """Powers of two (and the 7/14/28/56 of ResNet maps) for the array and tiles; PB sizes as
     fractions of the sequence's distinct weights (0 = temporal baseline)."""
     union_bytes = workload.union_elements() * dw // 8
-    fractions = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+    fractions = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
     return {
         "kp": (1, 2, 4, 8, 16, 32, 64),
         "yp": (1, 2, 4, 7, 8, 14, 16, 28),
