@@ -138,3 +138,27 @@ def test_trace_optimal_never_worse_than_most_used(work, double_buffer, pb_bytes)
     assert opt <= latency.evaluate(d, work, "smallest").latency * (1 + 1e-9)
     greedy = pb_policy.problem(work, d)
     assert greedy.latency(pb_policy.greedy(greedy)) >= opt * (1 - 1e-9)  # the LP is optimal for divisible content
+
+
+def test_cli_takes_preset_and_knobs(work, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from skipswitch.accel import cli as accel_cli
+    from skipswitch.cli import app
+
+    monkeypatch.setitem(wl.WORKLOADS, "standin", lambda sequence, seed: work)
+    monkeypatch.setattr(accel_cli, "WORKLOAD_CACHE", tmp_path / "cache")
+    runner = CliRunner()
+    args = ["accel", "evaluate", "--workload", "standin", "--part", "zu3eg", "--kp", "4", "--yp", "4", "--tk", "32",
+            "--tc", "16", "--tx", "10", "--ty", "10", "--pb-bytes", "20000", "--out", str(tmp_path)]
+    r = runner.invoke(app, [*args, "--preset", "paper", "--dw", "16", "--dsp-packing", "1", "--bandwidth-gbps", "2"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "evaluate.json").read_text())
+    assert report["conditions"]["dw"] == 16 and report["conditions"]["overlap"] == "single"
+    part = report["parts"]["zu3eg"]
+    assert part["design"]["bandwidth_gbps"] == 2.0 and part["design"]["double_buffer"] is False
+    assert part["trace-optimal"]["latency"] <= part["most-used"]["latency"] * (1 + 1e-9)
+    r = runner.invoke(app, [*args, "--preset", "paper", "--overlap", "triple"])
+    assert isinstance(r.exception, SkipswitchError) and "overlap" in str(r.exception)
