@@ -162,3 +162,14 @@ def test_cli_takes_preset_and_knobs(work, tmp_path, monkeypatch):
     assert part["trace-optimal"]["latency"] <= part["most-used"]["latency"] * (1 + 1e-9)
     r = runner.invoke(app, [*args, "--preset", "paper", "--overlap", "triple"])
     assert isinstance(r.exception, SkipswitchError) and "overlap" in str(r.exception)
+
+
+def test_grouping_queries_by_subnet(work):
+    assert pb_policy.group_by_subnet([0, 2, 2, 1, 2, 0]) == [(0, 2), (2, 3), (1, 1)]
+    d = design(tc=1024, tk=1024, tx=64, ty=64)  # one C tile everywhere: a group fetches its weights once
+    plan = pb_policy.trace_optimal_plan(work, d)
+    in_order = latency.evaluate(d, work, plan=plan)
+    grouped = pb_policy.grouped_latency(d, work, plan)
+    assert grouped < in_order.latency
+    assert grouped == pytest.approx(sum(latency.evaluate(d.replace(batch=n), work.with_trace([i]), plan=plan).latency
+                                        for i, n in [(0, 2), (2, 3), (1, 1)]))

@@ -183,3 +183,22 @@ def trace_optimal_plan(workload: Workload, design: AcceleratorDesign, divisible:
     prob = problem(workload, design)
     x = solve(prob, divisible) if prob.sizes.size <= max_cells else greedy(prob, divisible)
     return prob.plan(x)
+
+
+def group_by_subnet(trace) -> list[tuple[int, int]]:
+    """Query reordering for a batch that may be served in any order: one group per subnet, (subnet,
+    queries), in order of first appearance. Each group runs as one batch, so a layer whose weights
+    stay in the DB (one C tile) fetches them once per group instead of once per query. The order of
+    the groups does not matter to this model (a static PB, nothing else survives a switch)."""
+    counts: dict[int, int] = {}
+    for i in trace:
+        counts[i] = counts.get(i, 0) + 1
+    return list(counts.items())
+
+
+def grouped_latency(design: AcceleratorDesign, workload: Workload, plan: PersistentPlan | None) -> float:
+    """Cycles to serve ``workload``'s trace regrouped by :func:`group_by_subnet`."""
+    from .latency import evaluate
+
+    return sum(float(evaluate(design.replace(batch=design.batch * n), workload.with_trace([i]), plan=plan).latency)
+               for i, n in group_by_subnet(workload.trace))

@@ -86,6 +86,8 @@ def sweep_plot(rows: list[dict], path: Path, target: float = 0.25) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import matplotlib.ticker  # noqa: F401  (log-axis tick labels)
+
     rows = [r for r in rows if not r.get("array_sweep")]
     parts = list(dict.fromkeys(r["part"] for r in rows))
     fig, axes = plt.subplots(1, len(parts), figsize=(4.2 * len(parts), 4), squeeze=False, sharey=True)
@@ -102,6 +104,8 @@ def sweep_plot(rows: list[dict], path: Path, target: float = 0.25) -> None:
                     ax.plot(bw, [r["upper_bound"] for r in sel], ":", color=f"C{n}", lw=1)
         ax.axhline(target, color="k", lw=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_title(part, fontsize=9)
         ax.set_xlabel("off-chip bandwidth (GB/s)")
     axes[0][0].set_ylabel("latency gain over the same design without PB")
