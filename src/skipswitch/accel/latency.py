@@ -170,7 +170,6 @@ def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc
     total = np.zeros(shape, dtype)
     lin = None  # sum of A + F (+ D in compute-bound blocks): no PB axis
     wacc = None  # sum of W (- W in compute-bound blocks): no T_K axis
-    buf = np.empty(shape, dtype)
     inv_bpc = 1.0 / bytes_per_cycle
     inner = tuple(range(2, nd))
     for layer, mult in counts.items():
@@ -195,14 +194,14 @@ def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc
         if active is not None:
             d_max = np.where(active, d_max, -np.inf)  # inactive blocks take the cheap memory-bound branch
         w_b = w[0, 0]
-        for block in zip(*np.nonzero(d_min >= w_max)):  # compute-bound: A + W + (D - W) = A + D
-            lin[block] += d[block]
-            wacc[block] -= w_b
-        for block in zip(*np.nonzero((d_min < w_max) & (d_max > w_min))):  # mixed: one pass over the block
-            out = buf[block]
-            np.subtract(d[block], w_b, out=out)
-            np.maximum(out, 0, out=out)
-            total[block] += out
+        # Blocks gathered with one fancy index per case (each (K_p, Y_p) block at most once, so += is safe).
+        bound = np.nonzero(d_min >= w_max)  # compute-bound: A + W + (D - W) = A + D
+        if bound[0].size:
+            lin[bound] += d[bound]
+            wacc[bound] -= w_b
+        mixed = np.nonzero((d_min < w_max) & (d_max > w_min))  # mixed: one pass over those blocks
+        if mixed[0].size:
+            total[mixed] += np.maximum(d[mixed] - w_b, 0)
         # memory-bound blocks: A + W, already in lin and wacc
     total += lin
     total += wacc
