@@ -142,17 +142,19 @@ def greedy(prob: PbProblem, divisible: bool = True) -> np.ndarray:
     """Lazy greedy by marginal saved cycles per element, then the better of it and the best single
     region (see the module docstring for its bound)."""
     n_c = prob.sizes.size
-    slack = np.maximum(prob.transfer - prob.compute, 0.0) if prob.overlap else np.full(prob.compute.size, np.inf)
+    # cycles each layer can still lose before it is compute-bound (no cap when transfers never hide)
+    full = np.maximum(prob.transfer - prob.compute, 0.0) if prob.overlap else np.full(prob.compute.size, np.inf)
+    slack = full.copy()
     cols = [np.flatnonzero(prob.saves[:, i]) for i in range(n_c)]
 
-    def gain(i: int, slack: np.ndarray, frac: float = 1.0) -> float:
-        return float(np.minimum(prob.saves[cols[i], i] * frac, slack[cols[i]]).sum())
+    def gain(i: int, slack: np.ndarray) -> float:
+        return float(np.minimum(prob.saves[cols[i], i], slack[cols[i]]).sum())
 
     x, left = np.zeros(n_c), prob.capacity
     heap = [(-gain(i, slack) / prob.sizes[i], i) for i in range(n_c)]
     heapq.heapify(heap)
     while heap and left > 0:
-        neg, i = heapq.heappop(heap)
+        _, i = heapq.heappop(heap)
         fresh = gain(i, slack) / prob.sizes[i]
         if heap and fresh < -heap[0][0] - 1e-15:  # stale: gains only shrink (submodular), re-queue
             heapq.heappush(heap, (-fresh, i))
@@ -165,7 +167,6 @@ def greedy(prob: PbProblem, divisible: bool = True) -> np.ndarray:
         x[i] = frac
         slack[cols[i]] -= np.minimum(prob.saves[cols[i], i] * frac, slack[cols[i]])
         left -= frac * prob.sizes[i]
-    full = np.maximum(prob.transfer - prob.compute, 0.0) if prob.overlap else np.full(prob.compute.size, np.inf)
     fits = np.flatnonzero(prob.sizes <= prob.capacity)
     if fits.size:
         best = max(fits, key=lambda i: gain(int(i), full))
