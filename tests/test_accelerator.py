@@ -72,7 +72,7 @@ def test_over_budget_designs_rejected():
     with pytest.raises(SkipswitchError, match="dsp"):
         template.check_fits(design(kp=8, yp=8), ZU3EG)  # 576 DSPs > 360
     with pytest.raises(SkipswitchError, match="bram18"):
-        template.check_fits(design(pb_bytes=2 * 2**20), ZU3EG)  # 2 MiB PB > 972 KB of BRAM
+        template.check_fits(design(pb_bytes=2 * 2**20), ZU3EG)  # 2 MiB PB > 972 KiB of BRAM
     zcu = get_part("zcu104")
     big = AcceleratorDesign.for_part(zcu, kp=4, yp=4, tk=32, tc=16, tx=10, ty=10, pb_bytes=3 * 2**20)
     res = template.design_resources(big, zcu)
