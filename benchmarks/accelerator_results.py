@@ -191,8 +191,8 @@ def preset_section(name: str, results: dict) -> list[str]:
         value = getattr(cond, knob)
         lines.append(f"| {knob} | {'part' if value is None else value} | {why} |")
     lines += ["", "Latency of the 9-query sequence on each part's best joint-DSE design; gains against the same "
-              "design without PB. *Upper bound*: every weight of the sequence on chip (spatial switching; it fits "
-              "no part). *Best design*: trace-optimal on this design against the best design with no PB at all. "
+              "design without PB. *Upper bound*: every weight of the sequence on chip (spatial switching, "
+              "fit ignored). *Best design*: trace-optimal on this design against the best design with no PB at all. "
               "*Grid max*: the largest gain any grid design gets from its PB (most-used).", "",
               "| part | GB/s | design | PB MiB | baseline ms | smallest (paper) | most-used | trace-optimal | "
               "upper bound | best design | grid max |", "|---|---|---|---|---|---|---|---|---|---|---|"]
