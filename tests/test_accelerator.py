@@ -72,7 +72,7 @@ def test_over_budget_designs_rejected():
     with pytest.raises(SkipswitchError, match="dsp"):
         template.check_fits(design(kp=8, yp=8), ZU3EG)  # 576 DSPs > 360
     with pytest.raises(SkipswitchError, match="bram18"):
-        template.check_fits(design(pb_bytes=2 * 2**20), ZU3EG)  # 2 MiB PB > 972 KB of BRAM
+        template.check_fits(design(pb_bytes=2 * 2**20), ZU3EG)  # 2 MiB PB > 972 KiB of BRAM
     zcu = get_part("zcu104")
     big = AcceleratorDesign.for_part(zcu, kp=4, yp=4, tk=32, tc=16, tx=10, ty=10, pb_bytes=3 * 2**20)
     res = template.design_resources(big, zcu)
@@ -206,6 +206,10 @@ def test_fast_path_matches_full_model(work):
     full = latency.evaluate_arrays(work, plan, **grid, dw=8, odw=32, bytes_per_cycle=ZU3EG.bytes_per_cycle)
     fast = latency.fast_latency(work, plan, **grid, dw=8, odw=32, bytes_per_cycle=ZU3EG.bytes_per_cycle)
     np.testing.assert_allclose(fast, full.latency, rtol=1e-5)
+    for batch in (1, 3):  # single-buffered and batched: the same numbers too
+        args = dict(dw=8, odw=32, bytes_per_cycle=ZU3EG.bytes_per_cycle, batch=batch, overlap=False)
+        np.testing.assert_allclose(latency.fast_latency(work, plan, **grid, **args),
+                                   latency.evaluate_arrays(work, plan, **grid, **args).latency, rtol=1e-5)
     # the grid path and the single-design path are the same numbers
     single = latency.evaluate(design(kp=4, yp=7, ty=9, pb_bytes=30_000), work)
     assert single.latency == pytest.approx(float(full.latency[1, 1, 1]), rel=1e-12)

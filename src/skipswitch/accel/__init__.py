@@ -1,6 +1,7 @@
 """FastSwitch accelerator model (Tong et al., Sec. 3-4): template and
 Table-2 buffers (``template``), workloads of weight-sharing subnets (``workload``), the latency
-and switching model (``latency``), design-space exploration (``dse``) and figures (``plots``).
+and switching model (``latency``), design-space exploration (``dse``), named operating conditions
+(``presets``), trace-optimal persistent-buffer content (``pb_policy``) and figures (``plots``).
 
 Names load on first use so that ``skipswitch --help`` (which imports ``.cli``) stays fast.
 """
@@ -17,6 +18,8 @@ _EXPORTS = {
     "design_resources": "template",
     "ConvWork": "workload", "PersistentPlan": "workload", "SubnetWork": "workload", "Workload": "workload",
     "get_workload": "workload", "pb_plan": "workload", "spread_configs": "workload",
+    "Conditions": "presets", "PRESETS": "presets", "get_preset": "presets", "resolve_conditions": "presets",
+    "group_by_subnet": "pb_policy", "trace_optimal_plan": "pb_policy",
     "subnet_from_graph": "workload", "workload_from_supernet": "workload",
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import SkipswitchError
-from .latency import evaluate_arrays, fast_latency
+from .latency import fast_latency
 from ..fpga.parts import Part as FpgaPart
+from .presets import Conditions
 from .template import BUFFERS, AcceleratorDesign, bus_bits, fits, resources
 from .workload import Workload, pb_plan
 
@@ -27,7 +28,7 @@ def default_grid(workload: Workload, dw: int = 8) -> dict[str, tuple[int, ...]]:
     """Powers of two (and the 7/14/28/56 of ResNet maps) for the array and tiles; PB sizes as
     fractions of the sequence's distinct weights (0 = temporal baseline)."""
     union_bytes = workload.union_elements() * dw // 8
-    fractions = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+    fractions = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
     return {
         "kp": (1, 2, 4, 8, 16, 32, 64),
         "yp": (1, 2, 4, 7, 8, 14, 16, 28),
@@ -102,25 +103,25 @@ def _axes(grid: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
 
 
 def explore(workload: Workload, part: FpgaPart, grid: dict | None = None, policy: str = "most-used",
-            dw: int = 8, odw: int = 32, double_buffer: bool = True) -> DseResult:
-    """Evaluate every grid point: resources, feasibility on ``part``, sequence latency."""
+            conditions: Conditions | None = None) -> DseResult:
+    """Evaluate every grid point: resources, feasibility on ``part``, sequence latency, under
+    ``conditions`` (default: ``Conditions()``, DW 8 double-buffered one MAC per DSP)."""
+    cond = conditions or Conditions()
+    part = cond.on(part)
+    dw, odw, double_buffer, batch = cond.dw, cond.odw, cond.double_buffer, cond.batch
     grid = dict(grid or default_grid(workload, dw))
     axes = _axes(grid)
     plan = pb_plan(workload, policy)
     start = time.perf_counter()
     kp, yp, tk, tc, tx, ty, pb = (axes[a] for a in AXES)
     res = resources(kp, yp, tk, tc, tx, ty, dw, odw, pb, bus_bits(part.bandwidth_gbps, part.clock_mhz),
-                    workload.stride_max, part, double_buffer)
+                    workload.stride_max, part, double_buffer, cond.dsp_packing, cond.lut_macs)
     shape = np.broadcast_shapes(*(a.shape for a in axes.values()))
     ok = np.broadcast_to(fits(res, part), shape)
-    if double_buffer:
-        # Array sizes with no fitting design at all (e.g. too many DSPs) need no latency.
-        active = ok.any(axis=tuple(range(2, ok.ndim)))
-        latency = fast_latency(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
-                               active=active)
-    else:  # transfers do not overlap compute: the plain (slower) evaluator
-        latency = evaluate_arrays(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
-                                  overlap=False).latency
+    # Array sizes with no fitting design at all (e.g. too many DSPs) need no latency.
+    active = ok.any(axis=tuple(range(2, ok.ndim)))
+    latency = fast_latency(workload, plan, kp, yp, tk, tc, tx, ty, pb * 8 // dw, dw, odw, part.bytes_per_cycle,
+                           active=active, batch=batch, overlap=double_buffer)
     latency = np.where(ok, latency, np.inf).ravel()
     per_buffer = [np.broadcast_to(res["bram"][b] + (URAM_AS_BRAM18 * res["uram"] if b == "PB" else 0), shape)
                   for b in BUFFERS]
@@ -130,20 +131,22 @@ def explore(workload: Workload, part: FpgaPart, grid: dict | None = None, policy
     seconds = time.perf_counter() - start
     params = {a: np.broadcast_to(axes[a], shape).ravel() for a in AXES}
     return DseResult(part.name, grid, params, latency, ok.ravel(), bram_eq, dominant, seconds, part.clock_mhz,
-                     meta={"policy": policy, "dw": dw, "odw": odw})
+                     meta={"policy": policy, "conditions": cond.model_dump(exclude={"reasons"})})
 
 
 def two_phase(workload: Workload, part: FpgaPart, grid: dict | None = None, policy: str = "most-used",
-              dw: int = 8, odw: int = 32) -> tuple[DseResult, DseResult]:
+              conditions: Conditions | None = None) -> tuple[DseResult, DseResult]:
     """The paper's two phases: (1) the DPE array (K_p, Y_p) with tiles at their grid medians and no
     PB; (2) tiles and PB size with that array fixed."""
-    grid = dict(grid or default_grid(workload, dw))
+    grid = dict(grid or default_grid(workload, (conditions or Conditions()).dw))
     median = {a: (sorted(grid[a])[len(grid[a]) // 2],) for a in ("tk", "tc", "tx", "ty")}
-    phase1 = explore(workload, part, {**grid, **median, "pb_bytes": (0,)}, policy, dw, odw)
+    phase1 = explore(workload, part, {**grid, **median, "pb_bytes": (0,)}, policy, conditions)
     array = phase1.best()
-    phase2 = explore(workload, part, {**grid, "kp": (array["kp"],), "yp": (array["yp"],)}, policy, dw, odw)
+    phase2 = explore(workload, part, {**grid, "kp": (array["kp"],), "yp": (array["yp"],)}, policy, conditions)
     return phase1, phase2
 
 
-def to_design(point: dict, part: FpgaPart, dw: int = 8, odw: int = 32, stride_max: int = 2) -> AcceleratorDesign:
-    return AcceleratorDesign.for_part(part, **{a: int(point[a]) for a in AXES}, dw=dw, odw=odw, stride_max=stride_max)
+def to_design(point: dict, part: FpgaPart, conditions: Conditions | None = None, stride_max: int = 2) -> AcceleratorDesign:
+    cond = conditions or Conditions()
+    return AcceleratorDesign.for_part(cond.on(part), **{a: int(point[a]) for a in AXES}, **cond.design_fields(),
+                                      stride_max=stride_max)

@@ -46,8 +46,12 @@ from .template import DPE_SIZE, KERNEL, AcceleratorDesign, ceil_div
 from .workload import ConvWork, PersistentPlan, Workload, pb_plan
 
 
-def layer_terms(layer: ConvWork, kp, yp, tk, tc, tx, ty, dw, odw):
-    """(compute cycles, weight reload factor, activation bytes, fill bytes) of ``layer``; arrays broadcast."""
+def layer_terms(layer: ConvWork, kp, yp, tk, tc, tx, ty, dw, odw, batch: int = 1):
+    """(compute cycles, weight reload factor, activation bytes, fill bytes) of ``layer``; arrays broadcast.
+
+    ``batch`` inputs of one query run back to back as more spatial tiles: compute and activations
+    scale with it; weights are fetched once per batch when the layer has one C tile (they stay in
+    the DB), else once per spatial tile of every input."""
     K, C, Ho, Wo, s = layer.out_channels, layer.in_channels, layer.out_h, layer.out_w, layer.stride
     kh, kw = layer.kernel_h, layer.kernel_w
     rs = kh * kw
@@ -59,14 +63,14 @@ def layer_terms(layer: ConvWork, kp, yp, tk, tc, tx, ty, dw, odw):
     ox = np.clip((np.asarray(tx) - kh) // s + 1, 1, Ho)
     oy = np.clip((np.asarray(ty) - kw) // s + 1, 1, Wo)
     ycols = (Wo // oy) * ceil_div(oy, yp) + ceil_div(Wo % oy, yp)
-    compute = kgroups * cpasses * Ho * ycols
+    compute = kgroups * cpasses * Ho * ycols * batch
     n_kt, n_ct = ceil_div(K, tk_e), ceil_div(C, tc_e)
     n_xt, n_yt = ceil_div(Ho, ox), ceil_div(Wo, oy)
     rows_tile, cols_tile = (ox - 1) * s + kh, (oy - 1) * s + kw
-    iact = n_kt * C * (n_xt * rows_tile) * (n_yt * cols_tile) * dw / 8
-    outputs = K * Ho * Wo
+    iact = n_kt * C * (n_xt * rows_tile) * (n_yt * cols_tile) * dw / 8 * batch
+    outputs = K * Ho * Wo * batch
     act = iact + outputs * dw / 8 + 2 * (n_ct - 1) * outputs * odw / 8
-    reload = np.where(n_ct > 1, n_xt * n_yt, 1)
+    reload = np.where(n_ct > 1, n_xt * n_yt * batch, 1)
     fill = (tk_e * tc_e * rs + tc_e * rows_tile * cols_tile) * dw / 8
     return compute, reload, act, fill
 
@@ -107,7 +111,8 @@ class Evaluation:
 
 
 def evaluate_arrays(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc, tx, ty, pb_elements,
-                    dw: int, odw: int, bytes_per_cycle: float, dtype=np.float64, overlap: bool = True) -> Evaluation:
+                    dw: int, odw: int, bytes_per_cycle: float, dtype=np.float64, overlap: bool = True,
+                    batch: int = 1) -> Evaluation:
     """The model over broadcast design arrays. ``overlap=False`` models single-buffered DB/SB: a
     tile's transfer and its compute take turns, so the layer takes compute + transfer."""
     counts = unique_layers(workload)
@@ -117,7 +122,7 @@ def evaluate_arrays(workload: Workload, plan: PersistentPlan | None, kp, yp, tk,
     buf = np.empty(shape, dtype)
     inv_bpc = 1.0 / bytes_per_cycle
     for layer, mult in counts.items():
-        compute, reload, act, fill = layer_terms(layer, kp, yp, tk, tc, tx, ty, dw, odw)
+        compute, reload, act, fill = layer_terms(layer, kp, yp, tk, tc, tx, ty, dw, odw, batch)
         onchip = plan.onchip_elements(layer, pb_elements) if plan is not None else 0.0
         offchip_w = (layer.weight_elements - np.asarray(onchip)) * (dw / 8)
         w = (offchip_w * reload).astype(dtype, copy=False)
@@ -138,7 +143,8 @@ def evaluate_arrays(workload: Workload, plan: PersistentPlan | None, kp, yp, tk,
 
 
 def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc, tx, ty, pb_elements,
-                 dw: int, odw: int, bytes_per_cycle: float, dtype=np.float32, active=None) -> np.ndarray:
+                 dw: int, odw: int, bytes_per_cycle: float, dtype=np.float32, active=None, batch: int = 1,
+                 overlap: bool = True) -> np.ndarray:
     """Latency only (the DSE's inner loop); equal to ``evaluate_arrays(...).latency``.
 
     Per layer, max(C, A + W) + F = A + W + F + max(D - W, 0) with D = C - A: compute C, activation
@@ -147,7 +153,8 @@ def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc
     only in blocks (one DPE-array size each: the first two axes) where its sign is mixed; elsewhere
     it is 0 or D - W, which add up on small arrays. ``active`` (bool over the first two axes) skips
     the full pass for blocks the caller will discard (no design in them fits the part); their
-    latencies are then not meaningful."""
+    latencies are then not meaningful. ``overlap=False`` (single-buffered): every layer is C + A + W + F,
+    a sum of sub-grid terms with no full-grid pass at all."""
     counts = unique_layers(workload)
     grid = [np.asarray(a) for a in (kp, yp, tk, tc, tx, ty, pb_elements)]
     if len({a.ndim for a in grid if a.ndim}) > 1 or max(a.ndim for a in grid) < 3:
@@ -163,11 +170,10 @@ def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc
     total = np.zeros(shape, dtype)
     lin = None  # sum of A + F (+ D in compute-bound blocks): no PB axis
     wacc = None  # sum of W (- W in compute-bound blocks): no T_K axis
-    buf = np.empty(shape, dtype)
     inv_bpc = 1.0 / bytes_per_cycle
     inner = tuple(range(2, nd))
     for layer, mult in counts.items():
-        compute, reload, act, fill = layer_terms(layer, kp, yp, tk, tc, tx, ty, dw, odw)
+        compute, reload, act, fill = layer_terms(layer, kp, yp, tk, tc, tx, ty, dw, odw, batch)
         onchip = plan.onchip_elements(layer, pb_elements) if plan is not None else 0.0
         f = (layer.weight_elements - np.asarray(onchip, np.float64)) * (mult * dw / 8 * inv_bpc)
         w = full_rank(reload * f)
@@ -180,19 +186,22 @@ def fast_latency(workload: Workload, plan: PersistentPlan | None, kp, yp, tk, tc
             wacc = np.zeros(lead + w.shape[2:], dtype)
         lin += part_lin
         wacc += w
+        if not overlap:
+            lin += d + full_rank(a)  # C = D + A
+            continue
         w_min, w_max = float(w.min()), float(w.max())
         d_min, d_max = d.min(axis=inner), d.max(axis=inner)
         if active is not None:
             d_max = np.where(active, d_max, -np.inf)  # inactive blocks take the cheap memory-bound branch
         w_b = w[0, 0]
-        for block in zip(*np.nonzero(d_min >= w_max)):  # compute-bound: A + W + (D - W) = A + D
-            lin[block] += d[block]
-            wacc[block] -= w_b
-        for block in zip(*np.nonzero((d_min < w_max) & (d_max > w_min))):  # mixed: one pass over the block
-            out = buf[block]
-            np.subtract(d[block], w_b, out=out)
-            np.maximum(out, 0, out=out)
-            total[block] += out
+        # Blocks gathered with one fancy index per case (each (K_p, Y_p) block at most once, so += is safe).
+        bound = np.nonzero(d_min >= w_max)  # compute-bound: A + W + (D - W) = A + D
+        if bound[0].size:
+            lin[bound] += d[bound]
+            wacc[bound] -= w_b
+        mixed = np.nonzero((d_min < w_max) & (d_max > w_min))  # mixed: one pass over those blocks
+        if mixed[0].size:
+            total[mixed] += np.maximum(d[mixed] - w_b, 0)
         # memory-bound blocks: A + W, already in lin and wacc
     total += lin
     total += wacc
@@ -207,18 +216,18 @@ def evaluate(design: AcceleratorDesign, workload: Workload, policy: str = "most-
         plan = pb_plan(workload, policy)
     pb_elements = d.pb_bytes * 8 // d.dw
     args = (d.kp, d.yp, d.tk, d.tc, d.tx, d.ty, pb_elements, d.dw, d.odw, d.bytes_per_cycle)
-    result = evaluate_arrays(workload, plan, *args, overlap=d.double_buffer)
+    result = evaluate_arrays(workload, plan, *args, overlap=d.double_buffer, batch=d.batch)
     result.clock_mhz = d.clock_mhz
     if per_query:
         for i in workload.trace:
-            single = evaluate_arrays(workload.with_trace([i]), plan, *args, overlap=d.double_buffer)
+            single = evaluate_arrays(workload.with_trace([i]), plan, *args, overlap=d.double_buffer, batch=d.batch)
             result.per_query.append({"subnet": workload.subnets[i].name, **single.to_dict()})
     return result
 
 
 def compute_bound(design: AcceleratorDesign, workload: Workload) -> float:
     """Cycles if every multiplier did useful work every cycle: MACs / (9 K_p Y_p)."""
-    return sum(s.macs for s in workload.queries) / (DPE_SIZE * design.kp * design.yp)
+    return sum(s.macs for s in workload.queries) * design.batch / (DPE_SIZE * design.kp * design.yp)
 
 
 def switching_report(design: AcceleratorDesign, workload: Workload) -> dict:

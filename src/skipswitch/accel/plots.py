@@ -66,3 +66,39 @@ def dse_plot(result, path: Path, max_points: int = 20_000) -> None:
     ax.set_title(f"DSE on {result.part}: {int(result.feasible.sum()):,} feasible of {result.points:,} designs")
     ax.legend(markerscale=4, fontsize=8)
     atomic_write_figure(path, fig)
+
+
+def sweep_plot(rows: list[dict], path: Path, target: float = 0.25) -> None:
+    """Gain of the trace-optimal PB (solid) and its upper bound, every weight on chip (dotted), against
+    off-chip bandwidth; one panel per part, one colour per (DW, overlap), batch 1 and 4."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import matplotlib.ticker  # noqa: F401  (log-axis tick labels)
+
+    rows = [r for r in rows if not r.get("array_sweep")]
+    parts = list(dict.fromkeys(r["part"] for r in rows))
+    fig, axes = plt.subplots(1, len(parts), figsize=(4.2 * len(parts), 4), squeeze=False, sharey=True)
+    for ax, part in zip(axes[0], parts):
+        mine = [r for r in rows if r["part"] == part]
+        for n, key in enumerate(sorted({(r["dw"], r["overlap"]) for r in mine})):
+            for batch, style in ((1, "o-"), (4, "s--")):
+                sel = sorted((r for r in mine if (r["dw"], r["overlap"]) == key and r["batch"] == batch),
+                             key=lambda r: r["bandwidth_gbps"])
+                bw = [r["bandwidth_gbps"] for r in sel]
+                ax.plot(bw, [r["gain"] for r in sel], style, color=f"C{n}", ms=3,
+                        label=f"DW {key[0]}, {key[1]}, batch {batch}")
+                if batch == 1:
+                    ax.plot(bw, [r["upper_bound"] for r in sel], ":", color=f"C{n}", lw=1)
+        ax.axhline(target, color="k", lw=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_title(part, fontsize=9)
+        ax.set_xlabel("off-chip bandwidth (GB/s)")
+    axes[0][0].set_ylabel("latency gain over the same design without PB")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"Trace-optimal PB gain (solid/dashed) and its upper bound (dotted); line = {target:.0%}")
+    atomic_write_figure(path, fig)

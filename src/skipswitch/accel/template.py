@@ -44,6 +44,9 @@ URAM_DEPTH, URAM_WIDTH = 4096, 72
 # order-of-magnitude estimates, not synthesis results (no fit to any figure).
 LUT_CONTROL = 2_000
 LUT_DPE_MUX = 64
+# A DW x DW multiplier built from LUTs: about DW^2 LUT6 (partial products and their adders), the
+# same order-of-magnitude kind of estimate, used only where a preset allows LUT MACs.
+LUT_PER_MULT_PER_BIT2 = 1
 
 
 def ceil_div(a, b):
@@ -67,9 +70,12 @@ class AcceleratorDesign:
     clock_mhz: float = 300.0
     stride_max: int = 2
     double_buffer: bool = True  # DB and SB ping-pong so loads overlap compute (their BRAM doubles); False: they take turns
+    macs_per_dsp: float = 1.0  # 2: two int8 MACs per DSP48E2 (Xilinx WP486); 0.5: a fp32 multiply takes two DSPs
+    lut_macs: bool = False  # multipliers the DSPs cannot hold are built from LUTs while the LUT budget lasts
+    batch: int = 1  # inputs per query served with one weight fetch
 
     def __post_init__(self):
-        for name in ("kp", "yp", "tk", "tc", "tx", "ty", "dw", "odw", "stride_max"):
+        for name in ("kp", "yp", "tk", "tc", "tx", "ty", "dw", "odw", "stride_max", "batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise SkipswitchError(f"invalid {name}={value!r}: must be a positive integer")
@@ -77,6 +83,8 @@ class AcceleratorDesign:
             raise SkipswitchError(f"invalid tile T_X={self.tx}, T_Y={self.ty}: must hold one {KERNEL}x{KERNEL} window")
         if self.pb_bytes < 0:
             raise SkipswitchError(f"invalid pb_bytes={self.pb_bytes}: must be >= 0")
+        if not self.macs_per_dsp > 0:
+            raise SkipswitchError(f"invalid macs_per_dsp={self.macs_per_dsp}: must be > 0")
         if not self.bandwidth_gbps > 0 or not self.clock_mhz > 0:
             raise SkipswitchError(f"invalid bandwidth {self.bandwidth_gbps} GB/s or clock {self.clock_mhz} MHz: must be > 0")
 
@@ -131,11 +139,13 @@ def uram_count(width, depth):
     return np.where(width * depth > 0, ceil_div(width, URAM_WIDTH) * ceil_div(depth, URAM_DEPTH), 0)
 
 
-def resources(kp, yp, tk, tc, tx, ty, dw, odw, pb_bytes, bw_bits, stride_max, part: FpgaPart, double_buffer=True):
+def resources(kp, yp, tk, tc, tx, ty, dw, odw, pb_bytes, bw_bits, stride_max, part: FpgaPart, double_buffer=True,
+              macs_per_dsp: float = 1.0, lut_macs: bool = False):
     """BRAM18/URAM per buffer, DSP and LUT of the DPE array; arrays broadcast.
 
     Mapping: DB, SB, LB, OB to BRAM18 (DB and SB twice when double-buffered); the PB to URAM
-    where the part has it, rows that do not fit the URAM spill into BRAM18.
+    where the part has it, rows that do not fit the URAM spill into BRAM18. Multipliers go to
+    DSPs (``macs_per_dsp`` each); with ``lut_macs`` those beyond the part's DSPs become LUTs.
     """
     shapes = buffer_shapes(kp, yp, tk, tc, tx, ty, dw, odw, pb_bytes, bw_bits, stride_max)
     copies = 2 if double_buffer else 1
@@ -151,15 +161,18 @@ def resources(kp, yp, tk, tc, tx, ty, dw, odw, pb_bytes, bw_bits, stride_max, pa
     pb_in_uram = np.minimum(pb_depth, uram_rows)
     uram = uram_count(pb_width, pb_in_uram)
     bram["PB"] = bram18_count(pb_width, pb_depth - pb_in_uram)
-    dsp = DPE_SIZE * kp * yp  # one DSP48E2 per multiplier (DW <= 18 bits)
-    lut = LUT_CONTROL + kp * yp * (8 * (2 * dw + 4) + LUT_DPE_MUX)
+    mults = DPE_SIZE * kp * yp
+    on_dsp = np.minimum(mults, part.dsp * macs_per_dsp) if lut_macs else mults
+    dsp = np.ceil(on_dsp / macs_per_dsp).astype(np.int64)
+    lut = LUT_CONTROL + kp * yp * (8 * (2 * dw + 4) + LUT_DPE_MUX) + (mults - on_dsp) * LUT_PER_MULT_PER_BIT2 * dw * dw
     return {"bram": bram, "bram18": sum(bram.values()), "uram": uram, "dsp": dsp, "lut": lut, "shapes": shapes}
 
 
 def design_resources(design: AcceleratorDesign, part: FpgaPart) -> dict:
     d = design
     res = resources(d.kp, d.yp, d.tk, d.tc, d.tx, d.ty, d.dw, d.odw, d.pb_bytes,
-                    bus_bits(d.bandwidth_gbps, d.clock_mhz), d.stride_max, part, d.double_buffer)
+                    bus_bits(d.bandwidth_gbps, d.clock_mhz), d.stride_max, part, d.double_buffer, d.macs_per_dsp,
+                    d.lut_macs)
     out = {"bram": {k: int(v) for k, v in res["bram"].items()}, "bram18": int(res["bram18"]),
            "uram": int(res["uram"]), "dsp": int(res["dsp"]), "lut": int(res["lut"]),
            "shapes": {k: (int(w), int(h)) for k, (w, h) in res["shapes"].items()}}

@@ -30,15 +30,16 @@ def dse_cmd(job: DseJob):
 @app.command("evaluate")
 @options_from(EvaluateJob)
 def evaluate_cmd(job: EvaluateJob):
-    """Latency breakdown (switching/loading vs compute): temporal baseline, FastSwitch with both PB
-    policies, spatial switching; per part, with a stacked-bar PNG (paper Fig. 5)."""
+    """Latency breakdown (switching/loading vs compute): temporal baseline, FastSwitch with each PB
+    policy (smallest, most-used, trace-optimal), spatial switching; per part, with a stacked-bar PNG (paper Fig. 5)."""
     from ..fpga.parts import get_part
     from ..jobs.accel import evaluate
 
     result = evaluate(job)
     for name, r in result.parts.items():
+        policies = ((r.smallest, r.gain_smallest, "smallest"), (r.most_used, r.gain_most_used, "most-used"),
+                    (r.trace_optimal, r.gain_trace_optimal, "trace-optimal"))
         typer.echo(f"{name} ({get_part(name).board}) design {r.design_short}: baseline {r.baseline['latency_ms']:.2f} ms, "
-                   f"FastSwitch(smallest) {r.smallest['latency_ms']:.2f} ms (-{r.gain_smallest:.1%}), "
-                   f"FastSwitch(most-used) {r.most_used['latency_ms']:.2f} ms (-{r.gain_most_used:.1%}), "
-                   f"spatial {'fits' if r.spatial_fits else 'does not fit'}")
+                   + ", ".join(f"FastSwitch({m}) {p['latency_ms']:.2f} ms (-{g:.1%})" for p, g, m in policies)
+                   + f", spatial {'fits' if r.spatial_fits else 'does not fit'}")
     typer.echo(f"wrote {job.out / 'evaluate.json'}, {job.out / 'breakdown.png'}")

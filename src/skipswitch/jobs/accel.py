@@ -21,7 +21,27 @@ class WorkloadOptions(JobConfig):
     seed: int = Field(0, description="Seed of the subnet sampling.")
 
 
-class DseJob(WorkloadOptions):
+class ConditionOptions(WorkloadOptions):
+    """Operating conditions (accel.presets.Conditions): a preset or a .json/.yaml file, knobs on top."""
+
+    preset: str = Field("realistic", description="Conditions: paper, realistic, or a .json/.yaml Conditions file.")
+    dw: Optional[int] = Field(None, description="Weight/iAct bits (overrides the preset).")
+    odw: Optional[int] = Field(None, description="oAct/partial-sum bits.")
+    dsp_packing: Optional[float] = Field(None, description="MACs per DSP48E2 (2 = int8 packing, WP486; 0.5 = fp32).")
+    lut_macs: Optional[bool] = Field(None, description="Build multipliers beyond the DSPs from LUTs.")
+    overlap: Optional[str] = Field(None, description="double (loads hide behind compute) or single (they take turns).")
+    clock_mhz: Optional[float] = Field(None, description="Accelerator clock (default: the part's).")
+    bandwidth_gbps: Optional[float] = Field(None, description="Off-chip GB/s (default: the part's).")
+    batch: Optional[int] = Field(None, description="Inputs per query sharing one weight fetch.")
+
+    def conditions(self):
+        from ..accel.presets import resolve_conditions
+
+        return resolve_conditions(self.preset, **{k: getattr(self, k) for k in (
+            "dw", "odw", "dsp_packing", "lut_macs", "overlap", "clock_mhz", "bandwidth_gbps", "batch")})
+
+
+class DseJob(ConditionOptions):
     part: str = Field("zu3eg", description="FPGA part or board (zu3eg/ultra96, zu7ev/zcu104, xcu280/u280).")
     policy: str = Field("most-used", description="PB content: smallest (paper) or most-used (SUSHI-like).")
     out: Path = Field(Path("runs/accel"), description="Folder for dse.json and dse.png.")
@@ -34,6 +54,7 @@ class DseResult(JobResult):
     part: str
     workload: str
     policy: str
+    conditions: dict[str, Any]
     points: int
     feasible: int
     seconds: float
@@ -44,7 +65,7 @@ class DseResult(JobResult):
     pareto: list[dict[str, Any]]
 
 
-class EvaluateJob(WorkloadOptions):
+class EvaluateJob(ConditionOptions):
     part: list[str] = Field(["zu3eg", "zu7ev", "xcu280"], description="Parts to evaluate (repeat the flag).")
     kp: Optional[int] = Field(None, description="DPE rows; with all of --yp/--tk/--tc/--tx/--ty, skip the DSE.")
     yp: Optional[int] = None
@@ -66,8 +87,10 @@ class PartReport(BaseModel):
     baseline: dict[str, Any]
     smallest: dict[str, Any]
     most_used: dict[str, Any] = Field(alias="most-used")
+    trace_optimal: dict[str, Any] = Field(alias="trace-optimal")
     gain_smallest: float
     gain_most_used: float
+    gain_trace_optimal: float
     spatial_fits: bool
 
 
@@ -76,6 +99,7 @@ class EvaluateResult(JobResult):
 
     kind: Literal["accel-evaluate"] = "accel-evaluate"
     workload: str
+    conditions: dict[str, Any]
     parts: dict[str, PartReport]
 
 
@@ -111,12 +135,13 @@ def dse(job: DseJob) -> DseResult:
 
     if job.policy not in PB_POLICIES:
         raise SkipswitchError(f"invalid --policy {job.policy!r}; choose one of {', '.join(PB_POLICIES)}")
+    cond = job.conditions()
     fpga = get_part(job.part)
     work = _workload(job.workload, job.sequence, job.seed)
-    joint = explore(work, fpga, policy=job.policy)
-    phase1, phase2 = two_phase(work, fpga, policy=job.policy)
+    joint = explore(work, fpga, policy=job.policy, conditions=cond)
+    phase1, phase2 = two_phase(work, fpga, policy=job.policy, conditions=cond)
     result = DseResult(
-        part=fpga.name, workload=work.name, policy=job.policy, points=joint.points,
+        part=fpga.name, workload=work.name, policy=job.policy, conditions=cond.model_dump(), points=joint.points,
         feasible=int(joint.feasible.sum()), seconds=joint.seconds, points_per_second=joint.points_per_second,
         joint_best=joint.best(), two_phase_array=phase1.best(), two_phase_best=phase2.best(),
         pareto=[{**joint.design(int(i)), "latency_ms": float(joint.latency[i]) / (fpga.clock_mhz * 1e3),
@@ -129,7 +154,7 @@ def dse(job: DseJob) -> DseResult:
 
 def evaluate(job: EvaluateJob) -> EvaluateResult:
     from ..accel.plots import breakdown_plot
-    from ..accel.study import best_design, part_report
+    from ..accel.study import POLICIES, best_design, part_report
     from ..accel.template import AcceleratorDesign
     from ..fpga.parts import get_part
 
@@ -137,19 +162,21 @@ def evaluate(job: EvaluateJob) -> EvaluateResult:
     if given and len(given) != len(DESIGN_AXES):
         raise SkipswitchError(f"give all of --kp --yp --tk --tc --tx --ty or none; missing "
                               f"{', '.join('--' + a for a in DESIGN_AXES if a not in given)}")
+    cond = job.conditions()
     work = _workload(job.workload, job.sequence, job.seed, job.trace)
     reports = {}
     for name in job.part:
         fpga = get_part(name)
         if given:
-            design = AcceleratorDesign.for_part(fpga, **given, pb_bytes=job.pb_bytes or 0, stride_max=work.stride_max)
+            design = AcceleratorDesign.for_part(cond.on(fpga), **given, pb_bytes=job.pb_bytes or 0,
+                                                stride_max=work.stride_max, **cond.design_fields())
         else:
-            design = best_design(work, fpga)
+            design = best_design(work, fpga, conditions=cond)
             if job.pb_bytes is not None:
                 design = design.replace(pb_bytes=job.pb_bytes)
-        reports[fpga.name] = part_report(design, work, fpga)
-    result = EvaluateResult(workload=work.name, parts=reports)
+        reports[fpga.name] = part_report(design, work, fpga, cond)
+    result = EvaluateResult(workload=work.name, conditions=cond.model_dump(), parts=reports)
     result.save(job.out / "evaluate.json")
-    breakdown_plot({p: {m: r[m] for m in ("baseline", "smallest", "most-used")} for p, r in reports.items()},
+    breakdown_plot({p: {m: r[m] for m in ("baseline", *POLICIES)} for p, r in reports.items()},
                    job.out / "breakdown.png", title=f"{work.name}: latency breakdown per part")
     return result
