@@ -80,7 +80,7 @@ def main() -> None:
         f"| largest | {n_params(largest):,} | {n_params(largest) * 4 / MIB:.2f} | {mb(largest):.2f} | "
         f"{OFA_PARAMS['largest']:,} | {FASTSWITCH_MIB['largest']} |",
         f"| ResNet-50 member (d [3,4,6,3], e 0.25, w 1.0) | {n_params(resnet50):,} | {n_params(resnet50) * 4 / MIB:.2f} | "
-        f"{mb(resnet50):.2f} | - | - (torchvision ResNet-50, FACTS.md: 25,557,032 parameters = 97.49 MiB) |",
+        f"{mb(resnet50):.2f} | - | - (torchvision ResNet-50: 25,557,032 parameters, torchvision.models.resnet50 = 97.49 MiB) |",
         "",
         f"- Smallest / largest: ours {mb(smallest) / mb(largest):.1%}, FastSwitch "
         f"{FASTSWITCH_MIB['smallest'] / FASTSWITCH_MIB['largest']:.1%} (its \"shared weights take up 13% ~ 100%\").",
