@@ -232,14 +232,21 @@ def iterate_batches(
     augment: str = "none",
     seed: int = 0,
     epoch: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (images, labels) batches. Order and augmentation depend only on (seed, epoch)."""
+    """Yield (images, labels) batches. Order and augmentation depend only on (seed, epoch).
+
+    ``shard=(rank, world)``: this rank's contiguous part of each global batch (parts
+    differ in size by at most one); the global batch is augmented whole first, so every
+    image is cropped the same whatever the number of ranks."""
     if batch_size < 1:
         raise SkipswitchError(f"batch size must be positive, got {batch_size}")
+    rank, world = shard
     n = len(split)
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
-        x = split.images[idx]
-        yield _augment(x, augment, generator), split.labels[idx]
+        x = _augment(split.images[idx], augment, generator)
+        part = torch.tensor_split(torch.arange(len(idx)), world)[rank]
+        yield (x, split.labels[idx]) if world == 1 else (x[part], split.labels[idx][part])

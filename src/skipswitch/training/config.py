@@ -27,6 +27,17 @@ class TrainConfig(BaseModel):
     gamma: float = Field(0.1, gt=0, le=1)
     warmup_epochs: int = Field(0, ge=0)
     seed: int = 0
+    # Where and how the steps run (training/device.py, training/distributed.py). These
+    # change neither the data order nor the model, so a resume may change them
+    # (RUNTIME_FIELDS); amp and sync_bn change the arithmetic and must match.
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (CUDA when available), cpu, cuda or cuda:N")
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = False
+    compile: bool = False
+    sync_bn: bool = False
+    nproc: int = Field(1, gt=0, description="processes on this machine; >1 launches torchrun")
+    workers: int = Field(4, ge=0, description="DataLoader worker processes for on-disk datasets")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate for ``epoch`` (0-based); computed, so resuming needs no scheduler state."""
@@ -36,6 +47,9 @@ class TrainConfig(BaseModel):
             return self.lr * self.gamma ** (epoch // self.step_size)
         span = max(1, self.epochs - self.warmup_epochs)
         return 0.5 * self.lr * (1 + math.cos(math.pi * (epoch - self.warmup_epochs) / span))
+
+
+RUNTIME_FIELDS = ("device", "channels_last", "compile", "nproc", "workers")
 
 
 def validated(cls: type[BaseModel], **values) -> BaseModel:
