@@ -38,12 +38,12 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch.")
 
 
-def _train_config(epochs, batch_size, lr, momentum, weight_decay, schedule, step_size, gamma, seed):
+def _train_config(epochs, batch_size, lr, momentum, weight_decay, schedule, step_size, gamma, seed, **runtime):
     from .training import TrainConfig, validated
 
     return validated(
         TrainConfig, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-        weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma, seed=seed,
+        weight_decay=weight_decay, schedule=schedule, step_size=step_size, gamma=gamma, seed=seed, **runtime,
     )
 
 
@@ -63,17 +63,30 @@ def train(
     epochs: int = EpochsOpt, batch_size: int = BatchOpt, lr: float = LrOpt, momentum: float = MomentumOpt,
     weight_decay: float = WdOpt, schedule: str = ScheduleOpt, step_size: int = StepOpt, gamma: float = GammaOpt,
     seed: int = SeedOpt, data_dir: Optional[Path] = DataDirOpt, quiet: bool = QuietOpt, resume: bool = ResumeOpt,
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+    amp: str = typer.Option("off", help="Mixed precision: off, bf16 or fp16 (with loss scaling)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="NHWC memory format (faster convs on GPUs)."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="BatchNorm statistics over all ranks (CUDA)."),
+    nproc: int = typer.Option(1, help="Data-parallel processes on this machine (launches torchrun)."),
+    workers: int = typer.Option(4, help="DataLoader workers for on-disk datasets."),
 ):
     """Train a network from scratch and write model.safetensors and results.json."""
     from .models import check_skip_mode
+    from .training import distributed
     from .training.run import train_model
 
     check_skip_mode(skip_mode)
-    config = _train_config(epochs, batch_size, lr, momentum, weight_decay, schedule, step_size, gamma, seed)
+    config = _train_config(epochs, batch_size, lr, momentum, weight_decay, schedule, step_size, gamma, seed,
+                           device=device, amp=amp, channels_last=channels_last, compile=compile, sync_bn=sync_bn,
+                           nproc=nproc, workers=workers)
+    if config.nproc > 1 and not distributed.under_torchrun():
+        return distributed.launch(config.nproc, config.device)
     out = out or Path("runs") / f"{model}-{dataset}-{skip_mode}"
     result = train_model(model, dataset, config=config, out_dir=out, skip_mode=skip_mode,
                          data_dir=data_dir, quiet=quiet, resume=resume)
-    _echo_result(result, out)
+    if result.results:  # rank 0 (the others wrote nothing)
+        _echo_result(result, out)
 
 
 @app.command()

@@ -75,11 +75,12 @@ class Runtime:
         amp = self.config.amp
         return torch.autocast(self.device.type, dtype=AMP_DTYPES.get(amp, torch.bfloat16), enabled=amp != "off")
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, weight: float = 1.0) -> None:
-        """Backward, average gradients over ranks (``weight``: this shard's share of the
-        global batch), and an optimizer step through the fp16 gradient scaler."""
-        self.scaler.scale(loss).backward()
-        self.group.average_gradients([p for g in optimizer.param_groups for p in g["params"]], weight)
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: nn.Module, weight: float = 1.0) -> None:
+        """Backward of ``weight * loss`` (``weight``: this shard's share of the global
+        batch, so the summed gradient is the global batch's), the all-reduce over ranks,
+        and an optimizer step through the fp16 gradient scaler."""
+        self.scaler.scale(loss * weight if self.group.world > 1 else loss).backward()
+        self.group.reduce_step([p for g in optimizer.param_groups for p in g["params"]], model)
         self.scaler.step(optimizer)
         self.scaler.update()
 

@@ -12,8 +12,8 @@ ourselves rather than wrapping the model in ``DistributedDataParallel``: Tailor 
 parameters and unused skips between epochs, and the supernet runs several forwards
 (subnets) per backward, both of which DDP's reducer only allows by re-wrapping or
 ``find_unused_parameters`` graph walks. BatchNorm statistics are per shard (as in
-DDP without SyncBN); running statistics are averaged over ranks at the end of each
-epoch so every rank, and the checkpoint, holds the same state.
+DDP without SyncBN); running statistics are averaged over ranks with the gradients
+at every step, so every rank, and the checkpoint, holds the same state.
 """
 
 from __future__ import annotations
@@ -61,27 +61,20 @@ class ProcessGroup:
         dist.all_reduce(t)
         return t.tolist()
 
-    def average_gradients(self, params: list[nn.Parameter], weight: float) -> None:
-        """grad <- sum over ranks of ``weight * grad``, in one flat all-reduce. Every rank
-        runs the same graph, so the set of parameters with gradients is the same."""
+    def reduce_step(self, params: list[nn.Parameter], model: nn.Module) -> None:
+        """After a backward: gradients <- their sum over ranks (each rank's loss was
+        weighted by its share of the global batch) and floating-point buffers (BN running
+        statistics) <- their mean, in one flat all-reduce. Every rank runs the same graph,
+        so the set of parameters with gradients is the same everywhere."""
         if self.world == 1:
             return
         grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads]).mul_(weight)
+        buffers = [b for b in model.buffers() if b.is_floating_point()]
+        tensors = grads + buffers
+        flat = torch.cat([t.reshape(-1) for t in tensors])
         dist.all_reduce(flat)
-        for g, chunk in zip(grads, flat.split([g.numel() for g in grads])):
-            g.copy_(chunk.view_as(g))
-
-    def average_buffers(self, model: nn.Module) -> None:
-        """Floating-point buffers (BN running statistics) <- their mean over ranks."""
-        if self.world == 1:
-            return
-        for buf in model.buffers():
-            if buf.is_floating_point():
-                dist.all_reduce(buf)
-                buf.div_(self.world)
+        for i, (t, chunk) in enumerate(zip(tensors, flat.split([t.numel() for t in tensors]))):
+            t.copy_(chunk.view_as(t) if i < len(grads) else chunk.view_as(t) / self.world)
 
 
 SINGLE = ProcessGroup()
@@ -116,17 +109,18 @@ def check_nproc(nproc: int, device: str) -> None:
         raise SkipswitchError(f"--nproc {nproc} exceeds the {available} {what} on this machine")
 
 
-def launch(nproc: int, device: str, argv: list[str] | None = None) -> None:
-    """Run ``python -m skipswitch ARGV`` in ``nproc`` processes under torchrun's elastic
-    agent on this machine (what ``torchrun --standalone --nproc-per-node N`` does).
-    A rank that fails stops the others; that is one error line naming the rank."""
+def launch(nproc: int, device: str, args: list[str] | None = None) -> None:
+    """Run ``python ARGS`` (default: ``-m skipswitch`` and this command's arguments) in
+    ``nproc`` processes under torchrun's elastic agent on this machine (what ``torchrun
+    --standalone --nproc-per-node N`` does). A rank that fails stops the others (SIGTERM);
+    that is one error line naming the rank."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     check_nproc(nproc, device)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
-    args = ["-m", "skipswitch", *(sys.argv[1:] if argv is None else argv)]
+    args = ["-m", "skipswitch", *sys.argv[1:]] if args is None else args
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as exc:

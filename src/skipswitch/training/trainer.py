@@ -218,7 +218,6 @@ class Trainer:
                     record = self._train_epoch(epoch, progress)
                     if event:
                         record["event"] = event
-                    self.runtime.group.average_buffers(self.model)
                     record["val_loss"], record["val_acc"] = evaluate(self.model, self.dataset.val, runtime=self.runtime)
                     self.history.append(record)
                     progress.end_epoch(record)
@@ -263,7 +262,7 @@ class Trainer:
                         else "no epoch had finished, so there is no state to keep")
                 raise SkipswitchError(f"loss became {loss_value} at epoch {epoch + 1} step {step + 1}; stopped, {kept}")
             optimizer.zero_grad(set_to_none=True)
-            runtime.step(loss, optimizer, weight=y.shape[0] / global_n)
+            runtime.step(loss, optimizer, model, weight=y.shape[0] / global_n)
             n = y.shape[0]
             loss_sum += loss_value * n
             correct += int((logits.argmax(1) == y).sum())

@@ -1,0 +1,5 @@
+"""``python -m skipswitch``: the command line, as torchrun's ``-m skipswitch`` starts it."""
+
+from .cli import main
+
+main()
