@@ -85,7 +85,7 @@ def train(
     out = out or Path("runs") / f"{model}-{dataset}-{skip_mode}"
     result = train_model(model, dataset, config=config, out_dir=out, skip_mode=skip_mode,
                          data_dir=data_dir, quiet=quiet, resume=resume)
-    if result.results:  # rank 0 (the others wrote nothing)
+    if distributed.is_main_process():
         _echo_result(result, out)
 
 

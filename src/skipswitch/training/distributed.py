@@ -35,6 +35,10 @@ from ..errors import SkipswitchError
 COLLECTIVE_TIMEOUT = dt.timedelta(seconds=int(os.environ.get("SKIPSWITCH_DIST_TIMEOUT", "300")))
 
 
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
 def under_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
 

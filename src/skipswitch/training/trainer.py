@@ -60,8 +60,8 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 256, runtime: Run
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
-    shard = runtime.group.shard if runtime else (0, 1)
-    for x, y in iterate_batches(split, batch_size, shard=shard):
+    shard, workers = (runtime.group.shard, runtime.config.workers) if runtime else ((0, 1), 0)
+    for x, y in iterate_batches(split, batch_size, shard=shard, workers=workers):
         if runtime:
             x, y = runtime.batch(x, y)
         with runtime.autocast() if runtime else contextlib.nullcontext():
@@ -249,7 +249,7 @@ class Trainer:
         start = time.perf_counter()
         batches = iterate_batches(
             self.dataset.train, config.batch_size, shuffle=True, augment=self.dataset.augment,
-            seed=config.seed, epoch=epoch, shard=runtime.group.shard,
+            seed=config.seed, epoch=epoch, shard=runtime.group.shard, workers=config.workers,
         )
         for step, (x, y) in enumerate(batches):
             global_n = min(config.batch_size, len(self.dataset.train) - step * config.batch_size)
@@ -282,8 +282,6 @@ class Trainer:
     def _write_results(self, status: str, test_loss: float | None, test_acc: float | None) -> dict[str, Any]:
         from ..graph import trace
 
-        if not self.is_main:
-            return {}
         summary = trace(self.model).to_dict()
         results = {
             **self.metadata,
@@ -299,5 +297,6 @@ class Trainer:
             "test_loss": test_loss,
             "test_acc": test_acc,
         }
-        atomic_write_json(self.results_path, results)
+        if self.is_main:
+            atomic_write_json(self.results_path, results)
         return results
