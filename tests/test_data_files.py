@@ -121,7 +121,7 @@ def _pattern(labels: np.ndarray) -> np.ndarray:
     """N x 3 x 32 x 32 uint8: channel (label % 3) bright in the top half only."""
     x = np.zeros((len(labels), 3, 32, 32), dtype=np.uint8)
     for i, label in enumerate(labels):
-        x[i, label % 3, :16] = 200 + label
+        x[i, label % 3, :16] = 100 + label
     return x
 
 
