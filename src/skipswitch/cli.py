@@ -70,6 +70,7 @@ def train(
     sync_bn: bool = typer.Option(False, "--sync-bn", help="BatchNorm statistics over all ranks (CUDA)."),
     nproc: int = typer.Option(1, help="Data-parallel processes on this machine (launches torchrun)."),
     workers: int = typer.Option(4, help="DataLoader workers for on-disk datasets."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="imagefolder: training crop size [32]."),
 ):
     """Train a network from scratch and write model.safetensors and results.json."""
     from .models import check_skip_mode
@@ -84,7 +85,7 @@ def train(
         return distributed.launch(config.nproc, config.device)
     out = out or Path("runs") / f"{model}-{dataset}-{skip_mode}"
     result = train_model(model, dataset, config=config, out_dir=out, skip_mode=skip_mode,
-                         data_dir=data_dir, quiet=quiet, resume=resume)
+                         data_dir=data_dir, quiet=quiet, resume=resume, image_size=image_size)
     if distributed.is_main_process():
         _echo_result(result, out)
 
