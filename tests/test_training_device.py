@@ -1,6 +1,7 @@
 """Devices, mixed precision and channels-last in the Trainer (training/device.py), on the CPU."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -101,3 +102,11 @@ def test_tailor_kd_teacher_runs_under_autocast_and_inference_mode(teacher_ckpt, 
     config = TrainConfig(epochs=4, batch_size=128, lr=0.02, amp="bf16")
     result = run_tailor(teacher_ckpt, "remove", config=config, out_dir=tmp_path, every=1, quiet=True)
     assert result.results["teacher_unchanged"] is True and result.test_acc > 0.5  # chance: 0.1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only errors")
+def test_cli_device_and_nproc_errors_are_one_line(cli, tmp_path):
+    code, _, err = cli("train", "--model", "resnet8", "--epochs", "1", "--device", "cuda", "--out", tmp_path)
+    assert code == 2 and err.strip().count("\n") == 0 and "CUDA is not available" in err
+    code, _, err = cli("train", "--model", "resnet8", "--epochs", "1", "--nproc", "999", "--out", tmp_path)
+    assert code == 2 and err.strip() == f"error: --nproc 999 exceeds the {os.cpu_count()} CPU cores on this machine"

@@ -104,8 +104,9 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
 
 
 def _numerics(config: dict[str, Any]) -> dict[str, Any]:
-    """The fields a resume must match: not where or how fast the steps run."""
-    return {k: v for k, v in config.items() if k not in RUNTIME_FIELDS}
+    """The fields a resume must match: not where or how fast the steps run. Fields a
+    resume state predates take their defaults."""
+    return {k: v for k, v in {**TrainConfig().model_dump(), **config}.items() if k not in RUNTIME_FIELDS}
 
 
 class Trainer:
