@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 import skipswitch.training.trainer as trainer_module
 from skipswitch.cli import main as cli_main
 from skipswitch.supernet.train import train_supernet
@@ -53,6 +55,7 @@ def interrupted_then_resumed(run, out: Path, epoch: int, step: int) -> None:
 
 
 def main(scenario: str, out: Path, teacher: str | None = None) -> None:
+    torch.set_num_threads(1)  # as the 1-process reference: kernels sum in the same order
     rank = int(os.environ["RANK"])
     train = lambda o, resume: train_model("resnet8", config=TRAIN, out_dir=o, quiet=True, resume=resume)  # noqa: E731
     if scenario == "die":

@@ -125,6 +125,8 @@ def launch(nproc: int, device: str, args: list[str] | None = None) -> None:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
     args = ["-m", "skipswitch", *sys.argv[1:]] if args is None else args
+    # torchrun's CLI sets 1 thread per process; sharing the cores keeps more CPU rows useful.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as exc:
