@@ -47,8 +47,11 @@ def _echo_result(result, out: Path) -> None:
 def train(job: TrainJob):
     """Train a network from scratch and write model.safetensors and results.json."""
     from ..jobs.training import train
+    from ..training.distributed import is_main_process
 
-    _echo_result(train(job), job.run_dir())
+    result = train(job)
+    if is_main_process():
+        _echo_result(result, job.run_dir())
 
 
 @app.command()
@@ -57,9 +60,12 @@ def tailor(job: TailorJob):
     """Retrain a student from TEACHER while removing or shortening its skips under KD."""
     from ..jobs.training import tailor, tailor_run_dir
 
+    from ..training.distributed import is_main_process
+
     result = tailor(job)
-    typer.echo(f"teacher test accuracy {result.teacher_test_acc:.4f}")
-    _echo_result(result, tailor_run_dir(job))
+    if is_main_process():
+        typer.echo(f"teacher test accuracy {result.teacher_test_acc:.4f}")
+        _echo_result(result, tailor_run_dir(job))
 
 
 @app.command("eval")

@@ -6,8 +6,15 @@
 * ``imagefolder`` - ``DIR/train/<class>/*`` and ``DIR/test/<class>/*``, resized to ``image_size``.
 
 Nothing is downloaded: a missing directory or file is a one-line error naming the path.
-Augmentation runs batched on tensors with a per-epoch generator, so an epoch's data
-order and crops depend only on (seed, epoch): that is what makes ``--resume`` exact.
+
+Two paths, by a rule on size: a data set whose images, as float32 tensors at the model's
+input size, take at most ``IN_MEMORY_BYTES`` (2 GiB) is decoded once and held in memory
+(digits, mnist5k, CIFAR-10/100 at 0.7 GiB, SVHN at 1.2 GiB, small image folders): it is
+the faster path. A larger image folder (ImageNet: 1.28 M images) streams from its files
+through DataLoader workers (data/files.py); ``load_dataset(..., stream=True|False)``
+overrides the rule. In memory, augmentation runs batched on tensors with a per-epoch
+generator; either way an epoch's data order and crops depend only on (seed, epoch):
+that is what makes ``--resume`` exact and the order the same for any number of ranks.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import numpy as np
 import torch
 
 from ..errors import SkipswitchError
+from .files import FileSplit, decode_image, image_folder_samples, order_and_batches, shard_of
 
 TEST_FRACTION = 0.2
+IN_MEMORY_BYTES = 2 * 1024**3
 VAL_FRACTION = 0.1
 
 
@@ -33,24 +42,30 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
 
 @dataclass
 class Dataset:
     name: str
-    train: Split
-    val: Split
-    test: Split
+    train: Split | FileSplit
+    val: Split | FileSplit
+    test: Split | FileSplit
     num_classes: int
-    augment: str  # "none", "crop_flip" or "crop" (no flip: digits in SVHN are not mirror-symmetric)
+    # "none", "crop_flip" or "crop" (no flip: digits in SVHN are not mirror-symmetric);
+    # "resized_crop_flip" for file-backed splits (data/files.py)
+    augment: str
     seed: int
 
     @property
     def in_channels(self) -> int:
-        return int(self.train.images.shape[1])
+        return int(self.train.sample_shape[0])
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return int(self.train.images.shape[2]), int(self.train.images.shape[3])
+        return int(self.train.sample_shape[1]), int(self.train.sample_shape[2])
 
     def to_dict(self) -> dict:
         return {
@@ -165,22 +180,28 @@ def _svhn(data_dir: Path | None, seed: int) -> Dataset:
     return _build("svhn", images, labels, seed, augment="crop", has_test=has_test)
 
 
-def _imagefolder(data_dir: Path | None, seed: int, image_size: int = 32) -> Dataset:
-    from torchvision import datasets, transforms
+def _imagefolder(data_dir: Path | None, seed: int, image_size: int = 32, stream: bool | None = None) -> Dataset:
+    from torchvision import transforms
 
     if data_dir is None:
         raise SkipswitchError("imagefolder needs --data-dir containing train/<class>/ and test/<class>/")
     for sub in ("train", "test"):
         _require(data_dir / sub, "train/<class>/*.png|jpg and test/<class>/*.png|jpg")
+    (train, classes), (test, _) = (image_folder_samples(data_dir / sub) for sub in ("train", "test"))
+    if stream is None:
+        stream = (len(train) + len(test)) * 3 * image_size**2 * 4 > IN_MEMORY_BYTES
+    if stream:
+        samples = train + test
+        labels = np.array([label for _, label in samples])
+        has_test = np.arange(len(samples)) >= len(train)
+        parts = [FileSplit([samples[i] for i in idx], image_size) for idx in _split_arrays(None, labels, seed, has_test)]
+        return Dataset("imagefolder", *parts, num_classes=len(classes), augment="resized_crop_flip", seed=seed)
     tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
 
-    def make(train: bool):
-        try:
-            ds = datasets.ImageFolder(str(data_dir / ("train" if train else "test")), transform=tf)
-        except (FileNotFoundError, RuntimeError) as exc:
-            raise SkipswitchError(f"malformed image folder {data_dir}: {exc}") from None
-        xs = np.stack([ds[i][0].numpy() for i in range(len(ds))])
-        return xs, np.asarray(ds.targets)
+    def make(is_train: bool):
+        samples = train if is_train else test
+        xs = np.stack([tf(decode_image(path)).numpy() for path, _ in samples])
+        return xs, np.asarray([label for _, label in samples])
 
     images, labels, has_test = _torchvision_pair(data_dir, make)
     return _build("imagefolder", images, labels, seed, augment="crop_flip", has_test=has_test)
@@ -197,14 +218,17 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
 DATASETS = tuple(_LOADERS)
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0) -> Dataset:
-    """Load ``name`` with seeded splits (train/val/test)."""
+def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0, **options) -> Dataset:
+    """Load ``name`` with seeded splits (train/val/test). ``options``: ``image_size`` and
+    ``stream`` (True: read files per batch, False: decode into memory) for imagefolder."""
     if name not in _LOADERS:
         raise SkipswitchError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     path = Path(data_dir).expanduser() if data_dir is not None else None
     if path is not None and not path.is_dir():
         raise SkipswitchError(f"data directory {path} not found or not a directory")
-    return _LOADERS[name](path, seed)
+    if options and name != "imagefolder":
+        raise SkipswitchError(f"dataset {name} takes no options; got {', '.join(options)}")
+    return _LOADERS[name](path, seed, **options)
 
 
 def _augment(images: torch.Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -232,14 +256,26 @@ def iterate_batches(
     augment: str = "none",
     seed: int = 0,
     epoch: int = 0,
+    shard: tuple[int, int] = (0, 1),
+    workers: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (images, labels) batches. Order and augmentation depend only on (seed, epoch)."""
+    """Yield (images, labels) batches. Order and augmentation depend only on (seed, epoch).
+
+    ``shard=(rank, world)``: this rank's contiguous part of each global batch (parts
+    differ in size by at most one); the global batch is augmented whole first, so every
+    image is cropped the same whatever the number of ranks. A ``FileSplit`` is read by
+    ``workers`` DataLoader processes."""
     if batch_size < 1:
         raise SkipswitchError(f"batch size must be positive, got {batch_size}")
-    n = len(split)
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        x = split.images[idx]
-        yield _augment(x, augment, generator), split.labels[idx]
+    if isinstance(split, FileSplit):
+        yield from split.batches(batch_size, augment=augment != "none", seed=seed, epoch=epoch, shard=shard,
+                                 workers=workers, shuffle=shuffle)
+        return
+    generator, batches = order_and_batches(len(split), batch_size, shuffle, seed, epoch)
+    for idx in batches:
+        x = _augment(split.images[idx], augment, generator)
+        if shard[1] == 1:
+            yield x, split.labels[idx]
+        else:
+            part = shard_of(torch.arange(len(idx)), shard)
+            yield x[part], split.labels[idx][part]

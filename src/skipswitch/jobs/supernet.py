@@ -8,10 +8,11 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import JobConfig, JobResult, RunOptions
-from .training import TrainResult
+from ..training.config import RuntimeConfig
+from .training import TrainResult, launched_on_ranks, save_on_rank0
 
 
-class SupernetTrainJob(RunOptions):
+class SupernetTrainJob(RunOptions, RuntimeConfig):
     space: str = Field("resnet-cifar", description="Search space: resnet-cifar or ofa-resnet50.")
     dataset: str = Field("digits", description="digits, mnist5k, cifar10, cifar100, svhn or imagefolder.")
     skip_mode: str = Field("long", description="Skip mode of every block: long, short or none.")
@@ -99,14 +100,17 @@ def train(job: SupernetTrainJob) -> SupernetTrainResult:
     from ..training import TrainConfig, validated
 
     check_skip_mode(job.skip_mode)
-    config = validated(TrainConfig, **job.model_dump(include={"epochs", "batch_size", "lr", "weight_decay", "seed"}))
+    config = validated(TrainConfig, **job.model_dump(include={"epochs", "batch_size", "lr", "weight_decay", "seed",
+                                                              *RuntimeConfig.model_fields}))
     space_args = {k: v for k, v in (("base_width", job.base_width), ("max_depth", job.max_depth)) if v is not None}
     out = job.run_dir()
+    if launched_on_ranks(config):
+        return SupernetTrainResult.load(out / "results.json")
     _, run = train_supernet(job.space, job.dataset, config=config, out_dir=out, skip_mode=job.skip_mode,
                             strategy=job.strategy, n_random=job.n_random, sort_every=job.sort_every,
                             space_args=space_args, data_dir=job.data_dir, quiet=job.quiet, resume=job.resume)
     result = SupernetTrainResult(**run.results)
-    result.save(out / "results.json")
+    save_on_rank0(result, out / "results.json")
     return result
 
 

@@ -16,6 +16,7 @@ class TrainJob(TrainConfig, RunOptions):
     dataset: str = Field("digits", description="digits, mnist5k, cifar10, cifar100, svhn or imagefolder.")
     skip_mode: str = Field("long", description="long (teacher), short, or none (no-skip baseline).")
     out: Optional[Path] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<skip-mode>].")
+    image_size: Optional[int] = Field(None, gt=0, description="imagefolder: training crop size [32].")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
@@ -101,16 +102,36 @@ class EvalResult(JobResult):
     long_skips: int
 
 
+def launched_on_ranks(config: TrainConfig) -> bool:
+    """With ``nproc`` > 1 outside torchrun, run this same command in ``nproc`` processes under
+    torchrun's agent and return True once they have finished (rank 0 wrote the results)."""
+    from ..training import distributed
+
+    if config.nproc > 1 and not distributed.under_torchrun():
+        distributed.launch(config.nproc, config.device)
+        return True
+    return False
+
+
+def save_on_rank0(result: JobResult, path: Path) -> None:
+    from ..training import distributed
+
+    if distributed.is_main_process():
+        result.save(path)
+
+
 def train(job: TrainJob) -> TrainResult:
     from ..models import check_skip_mode
     from ..training.run import train_model
 
     check_skip_mode(job.skip_mode)
     out = job.run_dir()
+    if launched_on_ranks(job):
+        return TrainResult.load(out / "results.json")
     run = train_model(job.model, job.dataset, config=job.train_config(), out_dir=out, skip_mode=job.skip_mode,
-                      data_dir=job.data_dir, quiet=job.quiet, resume=job.resume)
+                      data_dir=job.data_dir, quiet=job.quiet, resume=job.resume, image_size=job.image_size)
     result = TrainResult(**run.results)
-    result.save(out / "results.json")
+    save_on_rank0(result, out / "results.json")
     return result
 
 
@@ -129,12 +150,14 @@ def tailor(job: TailorJob) -> TailorResult:
     from ..fpga import order  # noqa: F401  (registers the hardware-cost order "cost")
 
     out = tailor_run_dir(job)
+    if launched_on_ranks(job):
+        return TailorResult.load(out / "results.json")
     run = run_tailor(job.teacher, job.method, config=job.train_config(), out_dir=out, model_name=job.model,
                      dataset_name=job.dataset, data_dir=job.data_dir, kd=job.kd, alpha=job.alpha,
                      temperature=job.temperature, every=job.every, order=job.order, quiet=job.quiet,
                      resume=job.resume)
     result = TailorResult(**run.results)
-    result.save(out / "results.json")
+    save_on_rank0(result, out / "results.json")
     return result
 
 

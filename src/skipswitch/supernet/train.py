@@ -188,12 +188,14 @@ def train_supernet(
                       description=f"supernet {space.name} ({strategy}, {skip_mode})", metadata=run_meta)
     hook.optimizer = trainer.optimizer
     result = trainer.fit(resume=resume)
+    supernet.cpu()  # BN recalibration and subnet scoring below run on the CPU
     calibration = calibration_batches(dataset, seed=config.seed)
     metrics = {}
     for label, cfg in (("largest", space.largest()), ("smallest", space.smallest())):
         metrics[f"{label}_val_acc"] = subnet_accuracy(supernet, cfg, dataset, "val", calibration)
         metrics[f"{label}_test_acc"] = subnet_accuracy(supernet, cfg, dataset, "test", calibration)
-    save_supernet(Path(out_dir) / "supernet.safetensors", supernet,
-                  {**run_meta, "dataset": dataset.to_dict(), "train_config": config.model_dump(), "metrics": metrics})
+    if trainer.is_main:
+        save_supernet(Path(out_dir) / "supernet.safetensors", supernet,
+                      {**run_meta, "dataset": dataset.to_dict(), "train_config": config.model_dump(), "metrics": metrics})
     result.results["supernet_metrics"] = metrics
     return supernet, result

@@ -44,8 +44,11 @@ class DistillationLoss:
         return kl_distillation(student_logits, teacher_logits, self.temperature)
 
     def __call__(self, student: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
+        # The trainer's autocast covers this forward too; inference tensors cannot be
+        # saved for backward, hence the clone.
+        with torch.inference_mode():
             teacher_logits = self.teacher(x)
+        teacher_logits = teacher_logits.clone()
         logits = student(x)
         loss = self.alpha * self.distill(logits, teacher_logits) + (1 - self.alpha) * F.cross_entropy(logits, y)
         return loss, logits

@@ -76,11 +76,13 @@ def run_tailor(
             "schedule": {"every": every, "order": order, "alterations": [a.to_dict() for a in schedule.alterations]},
         },
     )
+    trainer.runtime.place(teacher)
     result = trainer.fit(resume=resume)
     after = teacher.state_dict()
-    unchanged = all(torch.equal(teacher_before[k], after[k]) for k in teacher_before)
+    unchanged = all(torch.equal(teacher_before[k], after[k].cpu()) for k in teacher_before)
     if not unchanged:  # a bug, not a user error: the guarantee this module exists for
         raise RuntimeError("the frozen teacher changed during Tailor retraining")
     result.results["teacher_unchanged"] = unchanged
-    atomic_write_json(trainer.results_path, result.results)
+    if trainer.is_main:
+        atomic_write_json(trainer.results_path, result.results)
     return result

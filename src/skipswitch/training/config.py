@@ -10,7 +10,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import SkipswitchError
 
 
-class TrainConfig(BaseModel):
+class RuntimeConfig(BaseModel):
+    """Where and how the steps run (training/device.py, training/distributed.py). These change
+    neither the data order nor the model, so a resume may change them (RUNTIME_FIELDS); amp and
+    sync_bn change the arithmetic and must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (CUDA when available), cpu, cuda or cuda:N.")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="Mixed precision: off, bf16 or fp16 (with loss scaling).")
+    channels_last: bool = Field(False, description="NHWC memory format (faster convs on GPUs).")
+    compile: bool = Field(False, description="torch.compile the model.")
+    sync_bn: bool = Field(False, description="BatchNorm statistics over all ranks (CUDA).")
+    nproc: int = Field(1, gt=0, description="Data-parallel processes on this machine (>1 launches torchrun).")
+    workers: int = Field(4, ge=0, description="DataLoader worker processes for on-disk datasets.")
+
+
+class TrainConfig(RuntimeConfig):
     """SGD hyper-parameters. Defaults follow the Tailor reference scripts, except the
     cosine schedule (our runs are far shorter than its 200 epochs with StepLR(30))."""
 
@@ -41,6 +58,9 @@ def cosine_lr(base_lr: float, step: int, total: int) -> float:
     """Cosine annealing without restarts: ``base_lr`` at step 0, half of it at ``total / 2``,
     approaching 0 as ``step`` nears ``total`` (steps counted from 0)."""
     return 0.5 * base_lr * (1 + math.cos(math.pi * step / max(1, total)))
+
+
+RUNTIME_FIELDS = ("device", "channels_last", "compile", "nproc", "workers")
 
 
 def validated(cls: type[BaseModel], **values) -> BaseModel:

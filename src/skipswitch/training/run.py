@@ -22,8 +22,10 @@ def train_model(
     data_dir: str | Path | None = None,
     quiet: bool = False,
     resume: bool = False,
+    image_size: int | None = None,
 ) -> RunResult:
-    dataset = load_dataset(dataset_name, data_dir, seed=config.seed)
+    options = {"image_size": image_size} if image_size else {}  # imagefolder only
+    dataset = load_dataset(dataset_name, data_dir, seed=config.seed, **options)
     torch.manual_seed(config.seed)
     model = create_model(
         model_name,

@@ -13,6 +13,7 @@ What it guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from torch import nn
 from ..checkpoint import atomic_write_json, load_tensors, save_model, save_tensors
 from ..data import Dataset, Split, iterate_batches
 from ..errors import SkipswitchError
-from .config import TrainConfig
+from .config import RUNTIME_FIELDS, TrainConfig
+from .device import Runtime
 from .progress import TrainProgress
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -53,16 +55,27 @@ def kl_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn, x: torch.Tensor,
-               y: torch.Tensor, where: str) -> tuple[float, int]:
+               y: torch.Tensor, where: str, runtime: Runtime | None = None, weight: float = 1.0,
+               forward_model: nn.Module | None = None) -> tuple[float, int]:
     """One SGD step on a batch; returns (loss, correct predictions). A non-finite loss raises
-    before the weights change, with a one-line error ending in ``where``."""
-    loss, logits = loss_fn(model, x, y)
+    before the weights change, with a one-line error ending in ``where``.
+
+    With a ``runtime`` the batch moves to its device, the forward runs under its autocast (through
+    ``forward_model``, e.g. a compiled wrapper) and the backward/all-reduce/step go through it;
+    ``weight`` is this shard's share of the global batch."""
+    if runtime is not None:
+        x, y = runtime.batch(x, y)
+    with runtime.autocast() if runtime is not None else contextlib.nullcontext():
+        loss, logits = loss_fn(forward_model or model, x, y)
     loss_value = loss.item()
     if not math.isfinite(loss_value):
         raise SkipswitchError(f"loss became {loss_value} {where}")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if runtime is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        runtime.step(loss, optimizer, model, weight=weight)
     return loss_value, int((logits.argmax(1) == y).sum())
 
 
@@ -77,16 +90,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 256) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``split`` in eval mode."""
+def evaluate(model: nn.Module, split: Split, batch_size: int = 256, runtime: Runtime | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` on ``split`` in eval mode; with a
+    ``runtime``, on its device under its autocast, each rank scoring its shard."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
-    for x, y in iterate_batches(split, batch_size):
-        logits = model(x)
+    shard, workers = (runtime.group.shard, runtime.config.workers) if runtime else ((0, 1), 0)
+    for x, y in iterate_batches(split, batch_size, shard=shard, workers=workers):
+        if runtime:
+            x, y = runtime.batch(x, y)
+        with runtime.autocast() if runtime else contextlib.nullcontext():
+            logits = model(x).float()
         total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         correct += int((logits.argmax(1) == y).sum())
     model.train(was_training)
+    if runtime:
+        total_loss, correct = runtime.group.sum([total_loss, correct])
     n = max(1, len(split))
     return total_loss / n, correct / n
 
@@ -119,6 +139,12 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def _numerics(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields a resume must match: not where or how fast the steps run. Fields a
+    resume state predates take their defaults."""
+    return {k: v for k, v in {**TrainConfig().model_dump(), **config}.items() if k not in RUNTIME_FIELDS}
+
+
 class Trainer:
     """Runs ``config.epochs`` epochs of SGD on ``dataset`` and writes ``run_dir``."""
 
@@ -135,13 +161,15 @@ class Trainer:
         description: str = "train",
         metadata: dict[str, Any] | None = None,
     ):
-        self.model = model
+        self.runtime = Runtime(config)
+        self.model = self.runtime.place(model)
         self.dataset = dataset
         self.config = config
         self.run_dir = Path(run_dir)
         self.loss_fn = loss_fn
         self.epoch_hook = epoch_hook
-        self.quiet = quiet
+        self.is_main = self.runtime.group.is_main  # only rank 0 writes files and draws progress
+        self.quiet = quiet or not self.is_main
         self.description = description
         self.metadata = dict(metadata or {})
         self.optimizer = make_optimizer(model, config)
@@ -164,12 +192,15 @@ class Trainer:
         if self.epoch_hook is None:
             return None
         new_params, event = self.epoch_hook(epoch, self.model)
+        self.runtime.place(self.model)  # modules the hook added start on the CPU
         if new_params:
             group = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
             self.optimizer.add_param_group({"params": new_params, **group})
         return event
 
     def _save_resume(self, next_epoch: int) -> None:
+        if not self.is_main:
+            return
         opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update(opt_tensors)
@@ -177,18 +208,23 @@ class Trainer:
             self.resume_path,
             tensors,
             {"kind": "resume", "next_epoch": next_epoch, "history": self.history, "optimizer": opt_meta,
-             "config": self.config.model_dump(), "model": self.model.config},
+             "config": self.config.model_dump(), "model": self.model.config,
+             "world_size": self.runtime.group.world, "grad_scaler": self.runtime.state()},
         )
 
     def _load_resume(self) -> int:
         tensors, meta = load_tensors(self.resume_path)
         if meta.get("kind") != "resume":
             raise SkipswitchError(f"{self.resume_path} is not a resume state")
-        if meta.get("config") != self.config.model_dump():
+        if _numerics(meta.get("config", {})) != _numerics(self.config.model_dump()):
             raise SkipswitchError(
                 f"cannot resume {self.run_dir}: it was started with a different training config; "
                 "rerun without --resume or with the same options"
             )
+        if meta.get("world_size", 1) != self.runtime.group.world:
+            raise SkipswitchError(f"cannot resume {self.run_dir}: it ran on {meta.get('world_size', 1)} processes, "
+                                  f"this run has {self.runtime.group.world}; resume with the same --nproc")
+        self.runtime.load_state(meta.get("grad_scaler"))
         next_epoch = int(meta["next_epoch"])
         for epoch in range(next_epoch):
             self._apply_hook(epoch)
@@ -219,7 +255,7 @@ class Trainer:
                     record = self._train_epoch(epoch, progress)
                     if event:
                         record["event"] = event
-                    record["val_loss"], record["val_acc"] = evaluate(self.model, self.dataset.val)
+                    record["val_loss"], record["val_acc"] = evaluate(self.model, self.dataset.val, runtime=self.runtime)
                     self.history.append(record)
                     progress.end_epoch(record)
                     self._save_resume(epoch + 1)
@@ -229,15 +265,17 @@ class Trainer:
         except KeyboardInterrupt:
             self._write_results("interrupted", None, None)
             raise
-        test_loss, test_acc = evaluate(self.model, self.dataset.test)
+        test_loss, test_acc = evaluate(self.model, self.dataset.test, runtime=self.runtime)
         results = self._write_results(status, test_loss, test_acc)
-        save_model(self.model_path, self.model, {**self.metadata, "dataset": self.dataset.to_dict(),
-                                                  "train_config": self.config.model_dump(),
-                                                  "metrics": {"test_acc": test_acc, "test_loss": test_loss}})
+        if self.is_main:
+                save_model(self.model_path, self.model, {**self.metadata, "dataset": self.dataset.to_dict(),
+                                                      "train_config": self.config.model_dump(),
+                                                      "metrics": {"test_acc": test_acc, "test_loss": test_loss}})
         return RunResult(self.model, self.history, test_loss, test_acc, results)
 
     def _train_epoch(self, epoch: int, progress: TrainProgress) -> dict[str, Any]:
-        model, optimizer, config = self.model, self.optimizer, self.config
+        model, optimizer, config, runtime = self.model, self.optimizer, self.config, self.runtime
+        forward_model = runtime.forward_model(model)
         lr = config.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -248,19 +286,22 @@ class Trainer:
         start = time.perf_counter()
         batches = iterate_batches(
             self.dataset.train, config.batch_size, shuffle=True, augment=self.dataset.augment,
-            seed=config.seed, epoch=epoch,
+            seed=config.seed, epoch=epoch, shard=runtime.group.shard, workers=config.workers,
         )
         kept = (f"the state after epoch {epoch} is kept in {self.resume_path}" if epoch
                 else "no epoch had finished, so there is no state to keep")
         for step, (x, y) in enumerate(batches):
-            loss_value, batch_correct = train_step(model, optimizer, self.loss_fn, x, y,
-                                                   f"at epoch {epoch + 1} step {step + 1}; stopped, {kept}")
+            global_n = min(config.batch_size, len(self.dataset.train) - step * config.batch_size)
+            loss_value, batch_correct = train_step(
+                model, optimizer, self.loss_fn, x, y, f"at epoch {epoch + 1} step {step + 1}; stopped, {kept}",
+                runtime=runtime, weight=y.shape[0] / global_n, forward_model=forward_model)
             n = y.shape[0]
             loss_sum += loss_value * n
             correct += batch_correct
             seen += n
             progress.step(loss_value, correct / seen, seen / (time.perf_counter() - start))
         elapsed = time.perf_counter() - start
+        loss_sum, correct, seen = runtime.group.sum([loss_sum, correct, seen])
         return {
             "epoch": epoch + 1,
             "lr": lr,
@@ -288,5 +329,6 @@ class Trainer:
             "test_loss": test_loss,
             "test_acc": test_acc,
         }
-        atomic_write_json(self.results_path, results)
+        if self.is_main:
+            atomic_write_json(self.results_path, results)
         return results
