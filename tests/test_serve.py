@@ -11,6 +11,7 @@ import torch
 
 from skipswitch.errors import SkipswitchError
 from skipswitch.serve import ServingEngine
+from skipswitch.serve.engine import union_bytes
 from skipswitch.serve.metrics import Metrics, parse_prometheus
 from skipswitch.serve.policy import FixedPolicy, MaxOnTimePolicy, Request, SlackFitPolicy, make_policy
 from skipswitch.serve.scheduler import QueueFull, Result, Scheduler
@@ -111,6 +112,17 @@ def test_resident_memory_of_each_mode(supernet_and_configs):
     assert engines["inplace"].resident_bytes() == full + stats
     small = ServingEngine(supernet, [(configs[0], 0.5), (configs[1], 0.6)], profile=False)
     assert small.resident_bytes() < full
+    # Each subnet's skeleton holds views of the trimmed tensors, never copies.
+    trimmed = {t.untyped_storage().data_ptr() for t in small.backend.supernet.state_dict().values()}
+    stored = {t.untyped_storage().data_ptr() for st in small.backend.supernet.bn_stats.values() for t in st.values()}
+    for model in small.backend.models.values():
+        assert all(t.untyped_storage().data_ptr() in trimmed | stored
+                   for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+    # The union of the served regions: the largest subnet's when it contains the others,
+    # and never more than the sum.
+    regions = [supernet.weight_regions(c) for c in configs]
+    assert union_bytes(regions) == full and union_bytes(regions[:1]) == sizes[0]
+    assert max(sizes[:2]) <= union_bytes(regions[:2]) <= sum(sizes[:2])
     x = torch.randn(2, 1, 8, 8)
     for s in small.subnets:  # trimming keeps every served subnet's outputs
         assert torch.allclose(small.infer(s.name, x), supernet.extract(s.config).eval()(x), atol=ATOL, rtol=0)
