@@ -419,6 +419,14 @@ def test_traces_have_the_requested_rate_and_shape(tmp_path):
     in_burst = sum((t % 1.0) < 0.2 for t in bursty)
     # bursts: 20% of the time at 4x the mean rate -> 80% of the arrivals
     assert 0.75 < in_burst / len(bursty) < 0.85
+    ramp = np.asarray(make_trace("ramp", 200, 20, seed=1))
+    # 0.25x -> 1.75x the mean: the last quarter holds (1.375 + 1.75) / 8 of the arrivals, the first (0.25 + 0.625) / 8.
+    assert abs(len(ramp) - 4000) < 4 * 4000 ** 0.5
+    assert (ramp >= 15).mean() == pytest.approx(3.125 / 8, abs=0.03) and (ramp < 5).mean() == pytest.approx(0.875 / 8, abs=0.03)
+    azure = np.asarray(make_trace("azure", 200, 60, seed=1))
+    per_window = np.bincount(azure.astype(int), minlength=60)
+    # Same mean load, far burstier than Poisson (whose per-window counts have CV 1/sqrt(200) = 0.07).
+    assert abs(len(azure) / 60 - 200) < 0.5 * 200 and per_window.std() / per_window.mean() > 0.5
     f = tmp_path / "trace.txt"
     f.write_text("0\n0.5\n0.5\n2.5\n")
     assert read_trace(f, duration=2.0) == [0.0, 0.5, 0.5]
