@@ -94,6 +94,26 @@ def switch_cost(engine: ServingEngine, subnet: Subnet) -> float:
     return engine.switch_estimate
 
 
+
+def _edf_after_shedding(queue: Sequence[Request], now: float, engine: ServingEngine,
+                        shed: bool) -> tuple[list[Request], list[tuple[Request, str]]]:
+    """The unnamed requests in EDF order, without the heads that even the fastest allowed
+    subnet cannot answer alone before their deadline (returned as shed, with a reason)."""
+    pending = sorted((r for r in queue if r.subnet is None), key=_edf_key)
+    dropped: list[tuple[Request, str]] = []
+    while shed and pending and pending[0].deadline is not None:
+        head = pending[0]
+        # Staying on the active subnet counts (a temporal switch can cost more than a forward).
+        cost = lambda s: s.latency_for(head.size) + switch_cost(engine, s)  # noqa: E731
+        fastest = min(allowed(engine, head.accuracy_floor), key=cost)
+        need = cost(fastest)
+        if head.deadline - now >= need:
+            break
+        dropped.append((head, f"shed: {max(0.0, head.deadline - now) * 1e3:.1f} ms left before the deadline, "
+                              f"the fastest allowed subnet {fastest.name} needs {need * 1e3:.1f} ms"))
+        pending.pop(0)
+    return pending, dropped
+
 class FixedPolicy:
     """Serve every request with one subnet (the fixed-largest / fixed-smallest baselines),
     in arrival order, never shedding; requests that name a subnet still get it."""
@@ -110,8 +130,11 @@ class FixedPolicy:
         return Decision(subnet, _take([r for r in queue if r.subnet is None], engine.max_batch))
 
 
-class MaxOnTimePolicy:
-    name = "max-on-time"
+class DeadlinePolicy:
+    """Shared by the deadline-driven policies: named requests first, then the unnamed ones in
+    EDF order after shedding hopeless heads; ``choose_batch`` picks the batch from what is left."""
+
+    name = ""
 
     def __init__(self, shed: bool = True):
         self.shed = shed
@@ -120,23 +143,21 @@ class MaxOnTimePolicy:
         explicit = _explicit_batch(queue, engine)
         if explicit is not None:
             return explicit
-        pending = sorted((r for r in queue if r.subnet is None), key=_edf_key)
-        shed: list[tuple[Request, str]] = []
-        while pending:
-            head = pending[0]
-            choices = allowed(engine, head.accuracy_floor)
-            # The quickest way to answer the head alone: staying on the active subnet counts
-            # (a temporal switch can cost more than a larger subnet's forward).
-            fastest = min(choices, key=lambda s: s.latency_for(head.size) + switch_cost(engine, s))
-            need = fastest.latency_for(head.size) + switch_cost(engine, fastest)
-            if self.shed and head.deadline is not None and head.deadline - now < need:
-                shed.append((head, f"shed: {max(0.0, head.deadline - now) * 1e3:.1f} ms left before the deadline, "
-                                   f"the fastest allowed subnet {fastest.name} needs {need * 1e3:.1f} ms"))
-                pending.pop(0)
-                continue
-            break
+        pending, shed = _edf_after_shedding(queue, now, engine, self.shed)
         if not pending:
             return Decision(None, [], shed)
+        return self.choose_batch(pending, shed, now, engine)
+
+    def choose_batch(self, pending: list[Request], shed: list[tuple[Request, str]], now: float,
+                     engine: ServingEngine) -> Decision:
+        raise NotImplementedError
+
+
+class MaxOnTimePolicy(DeadlinePolicy):
+    name = "max-on-time"
+
+    def choose_batch(self, pending: list[Request], shed: list[tuple[Request, str]], now: float,
+                     engine: ServingEngine) -> Decision:
         group = _take(pending, engine.max_batch)
         # Every (subnet, EDF prefix): how many of the prefix's requests finish by their deadline.
         # Most on time first (throughput under load), then the most accurate subnet, then the
@@ -176,18 +197,19 @@ class Choice:
     latency: float  # seconds: profiled forward + the switch to ``subnet`` if it is not active
 
 
-def profile_table(engine: ServingEngine, subnets: Sequence[Subnet], queued: int) -> list[Choice]:
+def profile_table(engine: ServingEngine, subnets: Sequence[Subnet], queued: int, least: int = 1) -> list[Choice]:
     """(subnet, batch) choices over the profiled batch sizes, each capped at the ``queued``
-    examples (a batch larger than the queue serves no more and costs more)."""
+    examples (a batch larger than the queue serves no more and costs more) and at least
+    ``least`` (the head request's examples)."""
     rows = set()
     for s in subnets:
         for b in sorted(s.latency) or [1]:
-            rows.add((s.name, min(b, queued, engine.max_batch)))
+            rows.add((s.name, max(least, min(b, queued, engine.max_batch))))
     by_name = {s.name: s for s in subnets}
     return [Choice(by_name[n], b, by_name[n].latency_for(b) + switch_cost(engine, by_name[n])) for n, b in sorted(rows)]
 
 
-class SlackFitPolicy:
+class SlackFitPolicy(DeadlinePolicy):
     """SuperServe's SlackFit (section 4): bucketed latency profile, slack of the most urgent request.
 
     ``buckets`` equal-width latency buckets span ``(0, slowest choice]``. The chosen bucket is the
@@ -201,7 +223,8 @@ class SlackFitPolicy:
     def __init__(self, shed: bool = True, buckets: int = 10):
         if buckets < 1:
             raise SkipswitchError(f"SlackFit needs at least one latency bucket, got {buckets}")
-        self.shed, self.buckets = shed, buckets
+        super().__init__(shed)
+        self.buckets = buckets
 
     def choose(self, table: Sequence[Choice], slack: float) -> Choice | None:
         """The SlackFit pick from ``table`` for ``slack`` seconds, or None when nothing fits."""
@@ -213,32 +236,18 @@ class SlackFitPolicy:
         top = max(bucket(c) for c in fits)
         return max((c for c in fits if bucket(c) == top), key=lambda c: (c.batch, c.subnet.accuracy, -c.latency))
 
-    def decide(self, queue: Sequence[Request], now: float, engine: ServingEngine) -> Decision:
-        explicit = _explicit_batch(queue, engine)
-        if explicit is not None:
-            return explicit
-        pending = sorted((r for r in queue if r.subnet is None), key=_edf_key)
-        shed: list[tuple[Request, str]] = []
-        while pending:
-            head = pending[0]
-            subnets = allowed(engine, head.accuracy_floor)
-            queued = sum(r.size for r in _take(pending, engine.max_batch))
-            table = profile_table(engine, subnets, queued)
-            slack = math.inf if head.deadline is None else head.deadline - now
-            pick = self.choose(table, slack)
-            if pick is None and self.shed:
-                fastest = min(profile_table(engine, subnets, head.size), key=lambda c: c.latency)
-                shed.append((head, f"shed: {max(0.0, slack) * 1e3:.1f} ms left before the deadline, "
-                                   f"the fastest allowed subnet {fastest.subnet.name} needs {fastest.latency * 1e3:.1f} ms"))
-                pending.pop(0)
-                continue
-            if pick is None:
-                pick = min(table, key=lambda c: c.latency)
-            # EDF order: every request after the head has at least its slack. Requests whose
-            # floor the pick undercuts stay queued.
-            eligible = [r for r in pending if r.accuracy_floor is None or pick.subnet.accuracy >= r.accuracy_floor - 1e-12]
-            return Decision(pick.subnet, _take(eligible, pick.batch), shed)
-        return Decision(None, [], shed)
+    def choose_batch(self, pending: list[Request], shed: list[tuple[Request, str]], now: float,
+                     engine: ServingEngine) -> Decision:
+        head = pending[0]
+        queued = sum(r.size for r in _take(pending, engine.max_batch))
+        table = profile_table(engine, allowed(engine, head.accuracy_floor), queued, head.size)
+        slack = math.inf if head.deadline is None else head.deadline - now
+        # Nothing fits only without shedding (a head that the fastest row cannot finish was shed).
+        pick = self.choose(table, slack) or min(table, key=lambda c: c.latency)
+        # EDF order: every request after the head has at least its slack. Requests whose
+        # floor the pick undercuts stay queued.
+        eligible = [r for r in pending if r.accuracy_floor is None or pick.subnet.accuracy >= r.accuracy_floor - 1e-12]
+        return Decision(pick.subnet, _take(eligible, pick.batch), shed)
 
 
 _POLICIES: dict[str, Callable[[ServingEngine], Policy]] = {
