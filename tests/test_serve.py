@@ -11,8 +11,9 @@ import torch
 
 from skipswitch.errors import SkipswitchError
 from skipswitch.serve import ServingEngine
+from skipswitch.serve.engine import union_bytes
 from skipswitch.serve.metrics import Metrics, parse_prometheus
-from skipswitch.serve.policy import FixedPolicy, Request, SlackFitPolicy, make_policy
+from skipswitch.serve.policy import FixedPolicy, MaxOnTimePolicy, Request, SlackFitPolicy, make_policy
 from skipswitch.serve.scheduler import QueueFull, Result, Scheduler
 from skipswitch.supernet import supernet_for
 from skipswitch.supernet.bn import recalibrate_bn
@@ -120,6 +121,17 @@ def test_resident_memory_of_each_mode(supernet_and_configs):
     assert engines["inplace"].resident_bytes() == full + stats
     small = ServingEngine(supernet, [(configs[0], 0.5), (configs[1], 0.6)], profile=False)
     assert small.resident_bytes() < full
+    # Each subnet's skeleton holds views of the trimmed tensors, never copies.
+    trimmed = {t.untyped_storage().data_ptr() for t in small.backend.supernet.state_dict().values()}
+    stored = {t.untyped_storage().data_ptr() for st in small.backend.supernet.bn_stats.values() for t in st.values()}
+    for model in small.backend.models.values():
+        assert all(t.untyped_storage().data_ptr() in trimmed | stored
+                   for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+    # The union of the served regions: the largest subnet's when it contains the others,
+    # and never more than the sum.
+    regions = [supernet.weight_regions(c) for c in configs]
+    assert union_bytes(regions) == full and union_bytes(regions[:1]) == sizes[0]
+    assert max(sizes[:2]) <= union_bytes(regions[:2]) <= sum(sizes[:2])
     x = torch.randn(2, 1, 8, 8)
     for s in small.subnets:  # trimming keeps every served subnet's outputs
         assert torch.allclose(small.infer(s.name, x), supernet.extract(s.config).eval()(x), atol=ATOL, rtol=0)
@@ -172,9 +184,9 @@ def _req(i, now, deadline_ms=None, **kw):
     return Request(i, torch.zeros(1, 1, 8, 8), now, None if deadline_ms is None else now + deadline_ms / 1e3, **kw)
 
 
-def test_slackfit_serves_most_accurate_that_fits_and_degrades_then_sheds(supernet_and_configs):
+def test_max_on_time_serves_most_accurate_that_fits_and_degrades_then_sheds(supernet_and_configs):
     engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
-    policy, now = SlackFitPolicy(), 100.0
+    policy, now = MaxOnTimePolicy(), 100.0
     # One request, loose deadline: the most accurate subnet.
     d = policy.decide([_req(0, now, 50)], now, engine)
     assert d.subnet.name == "s2" and len(d.batch) == 1 and not d.shed
@@ -202,6 +214,47 @@ def test_slackfit_serves_most_accurate_that_fits_and_degrades_then_sheds(superne
     assert FixedPolicy("s0").decide([_req(0, now, 1000)], now, engine).subnet.name == "s0"
     with pytest.raises(SkipswitchError, match="unknown policy"):
         make_policy("best", engine)
+
+
+def test_slackfit_picks_the_bucket_the_most_urgent_slack_fits(supernet_and_configs):
+    # Hand-made profile (ms): s0 1/4/16, s1 2/8/32, s2 4/16/64 at batch 1/4/16; 10 buckets of
+    # 6.4 ms over (0, 64] when 16 examples are queued.
+    engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
+    policy, now = SlackFitPolicy(buckets=10), 100.0
+    backlog = lambda ms, first=0: [_req(first, now, ms)] + [_req(i, now, 1000) for i in range(1, 16)]  # noqa: E731
+    # 5 ms of slack fits only bucket 1 (0, 6.4]: s0@1, s1@1, s2@1, s0@4 -> the most examples served.
+    d = policy.decide(backlog(5), now, engine)
+    assert (d.subnet.name, len(d.batch), d.batch[0].id) == ("s0", 4, 0) and not d.shed
+    # 10 ms: the highest bucket that fits is 2 (6.4, 12.8], holding only s1@4.
+    d = policy.decide(backlog(10), now, engine)
+    assert (d.subnet.name, len(d.batch)) == ("s1", 4)
+    # 20 ms: bucket 3 (12.8, 19.2] holds s0@16 and s2@4; throughput first -> s0 with all 16.
+    d = policy.decide(backlog(20), now, engine)
+    assert (d.subnet.name, len(d.batch)) == ("s0", 16)
+    # Only the head queued: every choice serves one example, so the most accurate that fits.
+    assert policy.decide([_req(0, now, 5)], now, engine).subnet.name == "s2"
+    assert policy.decide([_req(0, now, 3)], now, engine).subnet.name == "s1"
+    # The table itself: capped batches, switch cost added off the active subnet.
+    engine.active, engine.switch_estimate = engine.get("s0"), 0.002
+    d = policy.decide([_req(0, now, 3.5)], now, engine)
+    assert d.subnet.name == "s0"  # s1 would need 2 + 2 ms
+    engine.active, engine.switch_estimate = None, 0.0
+
+
+def test_slackfit_sheds_when_nothing_fits(supernet_and_configs):
+    engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
+    now = 100.0
+    queue = [_req(0, now, 0.5), _req(1, now, 0.9), _req(2, now, 50)]  # s0 alone needs 1 ms
+    d = SlackFitPolicy().decide(queue, now, engine)
+    assert [r.id for r, _ in d.shed] == [0, 1] and "s0 needs 1.0 ms" in d.shed[0][1]
+    assert d.subnet.name == "s2" and [r.id for r in d.batch] == [2]
+    d = SlackFitPolicy().decide(queue[:2], now, engine)
+    assert d.subnet is None and not d.batch and len(d.shed) == 2
+    # Without shedding the head is served by the fastest choice.
+    d = make_policy("slackfit-noshed", engine).decide(queue[:2], now, engine)
+    assert d.subnet.name == "s0" and not d.shed and [r.id for r in d.batch] == [0]
+    with pytest.raises(SkipswitchError, match="at least one latency bucket"):
+        SlackFitPolicy(buckets=0)
 
 
 # -- scheduler and HTTP -------------------------------------------------------------------------
@@ -387,6 +440,14 @@ def test_traces_have_the_requested_rate_and_shape(tmp_path):
     in_burst = sum((t % 1.0) < 0.2 for t in bursty)
     # bursts: 20% of the time at 4x the mean rate -> 80% of the arrivals
     assert 0.75 < in_burst / len(bursty) < 0.85
+    ramp = np.asarray(make_trace("ramp", 200, 20, seed=1))
+    # 0.25x -> 1.75x the mean: the last quarter holds (1.375 + 1.75) / 8 of the arrivals, the first (0.25 + 0.625) / 8.
+    assert abs(len(ramp) - 4000) < 4 * 4000 ** 0.5
+    assert (ramp >= 15).mean() == pytest.approx(3.125 / 8, abs=0.03) and (ramp < 5).mean() == pytest.approx(0.875 / 8, abs=0.03)
+    azure = np.asarray(make_trace("azure", 200, 60, seed=1))
+    per_window = np.bincount(azure.astype(int), minlength=60)
+    # Same mean load, far burstier than Poisson (whose per-window counts have CV 1/sqrt(200) = 0.07).
+    assert abs(len(azure) / 60 - 200) < 0.5 * 200 and per_window.std() / per_window.mean() > 0.5
     f = tmp_path / "trace.txt"
     f.write_text("0\n0.5\n0.5\n2.5\n")
     assert read_trace(f, duration=2.0) == [0.0, 0.5, 0.5]

@@ -32,6 +32,7 @@ from torch.func import functional_call
 
 from ..checkpoint import load_model, save_model
 from ..errors import SkipswitchError
+from ..regions import Regions
 from ..supernet import ElasticResNet, SubnetConfig
 
 MODES = ("inplace", "temporal", "spatial", "budget")
@@ -94,8 +95,11 @@ class Backend:
 
 class InPlaceBackend(Backend):
     """Serves from a copy of the supernet trimmed to the elements some Pareto subnet reads
-    (per tensor, the bounding box of their prefix boxes): the active forward only ever
-    slices prefixes, so a trimmed tensor gives the same views of the same values."""
+    (per tensor, the bounding box of their prefix boxes). Each served subnet gets its own
+    module skeleton (built on the meta device, no weights) whose parameters are views of the
+    trimmed tensors and whose BN buffers are its precomputed statistics: a switch assigns
+    one reference, and the forward is the subnet's plain ``ResNet`` forward, without the
+    per-call slicing and config walking of the supernet's active forward."""
 
     mode = "inplace"
 
@@ -105,17 +109,55 @@ class InPlaceBackend(Backend):
         self.supernet.bn_stats = {k: {n: t.to(device) for n, t in st.items()}
                                   for k, st in self.supernet.bn_stats.items()}
         self.keys = {s.config.key() for s in subnets}
+        self.models = {s.name: bind_views(self.supernet, s.config) for s in subnets}
+        self.current: nn.Module | None = None
 
     def activate(self, subnet: Subnet) -> None:
-        # The config was validated at start-up; assigning it is the whole switch.
-        self.supernet.active = subnet.config
+        # Every view was bound at start-up; choosing the skeleton is the whole switch.
+        self.current = self.models[subnet.name]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.supernet(x)
+        return self.current(x)
 
     def resident_bytes(self) -> int:
         stats = [t for key, s in self.supernet.bn_stats.items() if key in self.keys for t in s.values()]
         return tensor_bytes(_inference_state(self.supernet).values()) + tensor_bytes(stats)
+
+
+def bind_views(supernet: ElasticResNet, config: SubnetConfig) -> nn.Module:
+    """The subnet's architecture whose tensors are prefix views of ``supernet``'s (or its
+    stored BN statistics): no weight is copied."""
+    with torch.device("meta"):
+        model = supernet.space.build(config, skip_mode=supernet.supernet_skip_mode).eval()
+    own = supernet.state_dict(keep_vars=True)
+    stats = supernet.bn_stats.get(config.key(), {})
+    device = next(iter(own.values())).device
+    for module_name, module in model.named_modules():
+        for slot in (module._parameters, module._buffers):
+            for name, target in slot.items():
+                if target is None:
+                    continue
+                full = f"{module_name}.{name}" if module_name else name
+                if name == "num_batches_tracked":  # a training counter: eval never reads it
+                    slot[name] = torch.zeros((), dtype=torch.long, device=device)
+                    continue
+                view = stats.get(full, own[full]).detach()[tuple(slice(0, n) for n in target.shape)]
+                slot[name] = nn.Parameter(view, requires_grad=False) if slot is module._parameters else view
+    return model
+
+
+def union_bytes(regions: Sequence[Regions], bytes_per_element: int = 4) -> int:
+    """Bytes of the union of prefix regions (every box starts at 0): what a set of subnets
+    reads between them, counted once."""
+    names = {n for r in regions for n in r}
+    total = 0
+    for name in names:
+        boxes = [r[name] for r in regions if name in r]
+        mask = torch.zeros(tuple(max(box[d][1] for box in boxes) for d in range(len(boxes[0]))), dtype=torch.bool)
+        for box in boxes:
+            mask[tuple(slice(a, b) for a, b in box)] = True
+        total += int(mask.sum())
+    return total * bytes_per_element
 
 
 def trim_supernet(supernet: ElasticResNet, configs: Sequence[SubnetConfig]) -> ElasticResNet:

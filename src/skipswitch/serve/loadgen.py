@@ -1,7 +1,8 @@
 """Open-loop load generator (asyncio + httpx) for the serving endpoint.
 
 Arrivals follow a trace fixed in advance - Poisson, bursty (a two-rate modulated Poisson
-process with the same mean rate) or a file of arrival times - and each request is sent at
+process with the same mean rate), a linear ramp, an Azure-Functions-like trace (see
+``azure_rates``) or a file of arrival times - and each request is sent at
 its time whatever the state of earlier ones (open loop), so queueing shows up as latency
 and rejections rather than as a slower sender. Loopback only, bounded in count and time.
 """
@@ -24,7 +25,7 @@ from ..errors import SkipswitchError
 
 MAX_REQUESTS = 100_000
 MAX_DURATION_S = 3600.0
-TRACES = ("poisson", "bursty")
+TRACES = ("poisson", "bursty", "ramp", "azure")
 
 
 def check_loopback(url: str) -> str:
@@ -53,7 +54,9 @@ def make_trace(kind: str, rate: float, duration: float, seed: int = 0, *, burst_
     """Arrival offsets in seconds in ``[0, duration)``.
 
     ``bursty``: each ``period`` starts with a burst of ``burst_fraction * period`` seconds at
-    ``burst_factor * rate``; the rest runs at the rate that keeps the mean at ``rate``."""
+    ``burst_factor * rate``; the rest runs at the rate that keeps the mean at ``rate``.
+    ``ramp``: the rate grows linearly from 0.25x to 1.75x ``rate`` over the trace (load that
+    crosses capacity mid-run). ``azure``: per-``period`` rates from ``azure_rates``."""
     if not (rate > 0 and math.isfinite(rate)):
         raise SkipswitchError(f"--rate must be a positive number, got {rate}")
     if not (0 < duration <= MAX_DURATION_S):
@@ -75,7 +78,30 @@ def make_trace(kind: str, rate: float, duration: float, seed: int = 0, *, burst_
             return high if (t % period) < burst_fraction * period else low
 
         return _poisson(rng, rate_at, high, duration)
+    if kind == "ramp":
+        return _poisson(rng, lambda t: rate * (0.25 + 1.5 * t / duration), 1.75 * rate, duration)
+    if kind == "azure":
+        windows = azure_rates(rng, rate, math.ceil(duration / period))
+        return _poisson(rng, lambda t: windows[int(t // period)], float(windows.max()), duration)
     raise SkipswitchError(f"unknown trace {kind!r}; choose {', '.join(TRACES)} or a file of arrival times")
+
+
+def azure_rates(rng: np.random.Generator, rate: float, windows: int, functions: int = 50,
+                decades: float = 8.0, shape: float = 0.5) -> np.ndarray:
+    """Per-window aggregate rates (mean ``rate``) shaped like Azure Functions' invocations.
+
+    Shahrad et al., "Serverless in the Wild" (USENIX ATC'20, arXiv 2003.03423, section 3)
+    publish per-minute invocation counts per function and report that invocation frequencies
+    span 8 orders of magnitude across functions, most functions being invoked rarely. We
+    synthesise, not copy: ``functions`` sources with popularity log-uniform over ``decades``
+    orders of magnitude (so a few dominate, as there), each with an independent Gamma(shape)
+    multiplier per window (coefficient of variation 1/sqrt(shape) = 1.41 at 0.5), one window
+    standing for one of the trace's minutes. ``functions``, ``decades`` and ``shape`` are our
+    choices, not fitted to the data."""
+    popularity = 10.0 ** rng.uniform(0.0, decades, functions)
+    bursts = rng.gamma(shape, 1.0 / shape, (windows, functions))
+    total = bursts @ (popularity / popularity.sum())
+    return rate * total / total.mean()
 
 
 def _poisson(rng: np.random.Generator, rate_at, peak: float, duration: float) -> list[float]:

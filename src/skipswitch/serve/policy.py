@@ -5,12 +5,18 @@ and per-batch-size latency profiles, the active subnet, the measured switch cost
 returns one ``Decision``: a subnet and the requests it serves in one batch, plus the
 requests it sheds with a reason.
 
-``slackfit`` follows SuperServe's SlackFit: earliest deadline first; among every subnet and
-every EDF prefix of the queue (up to the largest batch) it picks the pair that finishes the
-most requests by their deadlines, preferring the more accurate subnet on ties. Under load a
-large batch on a smaller subnet beats a small batch on a large one, so accuracy degrades
-while throughput holds; a request that even the fastest allowed subnet alone cannot finish
-in time is shed.
+``slackfit`` follows SuperServe's SlackFit (Khare et al., NSDI'25, arXiv 2312.16733, section 4:
+"SlackFit"): a latency-profile table over (subnet, batch size) is split into buckets of equal
+latency width; the slack of the most urgent queued request (earliest deadline) picks the
+highest-latency bucket that still fits it, and within that bucket the choice that serves the
+most queued requests, then the most accurate subnet. Low load leaves large slack and short
+queues, so the most accurate subnet serves small batches; a backlog eats the slack and moves
+the choice to buckets where only smaller subnets at larger batches fit. A request that no choice
+fits is shed.
+
+``max-on-time`` is this project's earlier rule, kept for comparison: over every subnet and every
+EDF prefix of the queue it picks the pair that finishes the most requests by their deadlines,
+then the most accurate subnet.
 """
 
 from __future__ import annotations
@@ -88,6 +94,26 @@ def switch_cost(engine: ServingEngine, subnet: Subnet) -> float:
     return engine.switch_estimate
 
 
+
+def _edf_after_shedding(queue: Sequence[Request], now: float, engine: ServingEngine,
+                        shed: bool) -> tuple[list[Request], list[tuple[Request, str]]]:
+    """The unnamed requests in EDF order, without the heads that even the fastest allowed
+    subnet cannot answer alone before their deadline (returned as shed, with a reason)."""
+    pending = sorted((r for r in queue if r.subnet is None), key=_edf_key)
+    dropped: list[tuple[Request, str]] = []
+    while shed and pending and pending[0].deadline is not None:
+        head = pending[0]
+        # Staying on the active subnet counts (a temporal switch can cost more than a forward).
+        cost = lambda s: s.latency_for(head.size) + switch_cost(engine, s)  # noqa: E731
+        fastest = min(allowed(engine, head.accuracy_floor), key=cost)
+        need = cost(fastest)
+        if head.deadline - now >= need:
+            break
+        dropped.append((head, f"shed: {max(0.0, head.deadline - now) * 1e3:.1f} ms left before the deadline, "
+                              f"the fastest allowed subnet {fastest.name} needs {need * 1e3:.1f} ms"))
+        pending.pop(0)
+    return pending, dropped
+
 class FixedPolicy:
     """Serve every request with one subnet (the fixed-largest / fixed-smallest baselines),
     in arrival order, never shedding; requests that name a subnet still get it."""
@@ -104,37 +130,34 @@ class FixedPolicy:
         return Decision(subnet, _take([r for r in queue if r.subnet is None], engine.max_batch))
 
 
-class SlackFitPolicy:
-    name = "slackfit"
+class DeadlinePolicy:
+    """Shared by the deadline-driven policies: named requests first, then the unnamed ones in
+    EDF order after shedding hopeless heads; ``choose_batch`` picks the batch from what is left."""
+
+    name = ""
 
     def __init__(self, shed: bool = True):
         self.shed = shed
-
-    def allowed(self, engine: ServingEngine, floor: float | None) -> list[Subnet]:
-        """Subnets meeting an accuracy floor, most accurate first."""
-        return [s for s in reversed(engine.subnets) if floor is None or s.accuracy >= floor - 1e-12]
 
     def decide(self, queue: Sequence[Request], now: float, engine: ServingEngine) -> Decision:
         explicit = _explicit_batch(queue, engine)
         if explicit is not None:
             return explicit
-        pending = sorted((r for r in queue if r.subnet is None), key=_edf_key)
-        shed: list[tuple[Request, str]] = []
-        while pending:
-            head = pending[0]
-            choices = self.allowed(engine, head.accuracy_floor)
-            # The quickest way to answer the head alone: staying on the active subnet counts
-            # (a temporal switch can cost more than a larger subnet's forward).
-            fastest = min(choices, key=lambda s: s.latency_for(head.size) + switch_cost(engine, s))
-            need = fastest.latency_for(head.size) + switch_cost(engine, fastest)
-            if self.shed and head.deadline is not None and head.deadline - now < need:
-                shed.append((head, f"shed: {max(0.0, head.deadline - now) * 1e3:.1f} ms left before the deadline, "
-                                   f"the fastest allowed subnet {fastest.name} needs {need * 1e3:.1f} ms"))
-                pending.pop(0)
-                continue
-            break
+        pending, shed = _edf_after_shedding(queue, now, engine, self.shed)
         if not pending:
             return Decision(None, [], shed)
+        return self.choose_batch(pending, shed, now, engine)
+
+    def choose_batch(self, pending: list[Request], shed: list[tuple[Request, str]], now: float,
+                     engine: ServingEngine) -> Decision:
+        raise NotImplementedError
+
+
+class MaxOnTimePolicy(DeadlinePolicy):
+    name = "max-on-time"
+
+    def choose_batch(self, pending: list[Request], shed: list[tuple[Request, str]], now: float,
+                     engine: ServingEngine) -> Decision:
         group = _take(pending, engine.max_batch)
         # Every (subnet, EDF prefix): how many of the prefix's requests finish by their deadline.
         # Most on time first (throughput under load), then the most accurate subnet, then the
@@ -145,7 +168,7 @@ class SlackFitPolicy:
             batch = group[:n]
             examples = sum(r.size for r in batch)
             floors = [r.accuracy_floor for r in batch if r.accuracy_floor is not None]
-            for subnet in self.allowed(engine, max(floors) if floors else None):
+            for subnet in allowed(engine, max(floors) if floors else None):
                 finish = now + switch_cost(engine, subnet) + subnet.latency_for(examples)
                 on_time = [r for r in batch if r.deadline is None or r.deadline >= finish]
                 key = (len(on_time), subnet.accuracy, n)
@@ -156,13 +179,81 @@ class SlackFitPolicy:
         # Nothing finishes in time (shedding off, or a deadline too tight for every batch):
         # clear the queue as fast as possible with the fastest subnet the batch allows.
         floors = [r.accuracy_floor for r in group if r.accuracy_floor is not None]
-        choices = self.allowed(engine, max(floors) if floors else None)
+        choices = allowed(engine, max(floors) if floors else None)
         return Decision(min(choices, key=lambda s: s.latency_for(engine.max_batch)), group, shed)
+
+
+def allowed(engine: ServingEngine, floor: float | None) -> list[Subnet]:
+    """Subnets meeting an accuracy floor, most accurate first."""
+    return [s for s in reversed(engine.subnets) if floor is None or s.accuracy >= floor - 1e-12]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One row of SlackFit's latency-profile table."""
+
+    subnet: Subnet
+    batch: int  # examples it serves (the profiled size, capped at what is queued)
+    latency: float  # seconds: profiled forward + the switch to ``subnet`` if it is not active
+
+
+def profile_table(engine: ServingEngine, subnets: Sequence[Subnet], queued: int, least: int = 1) -> list[Choice]:
+    """(subnet, batch) choices over the profiled batch sizes, each capped at the ``queued``
+    examples (a batch larger than the queue serves no more and costs more) and at least
+    ``least`` (the head request's examples)."""
+    rows = set()
+    for s in subnets:
+        for b in sorted(s.latency) or [1]:
+            rows.add((s.name, max(least, min(b, queued, engine.max_batch))))
+    by_name = {s.name: s for s in subnets}
+    return [Choice(by_name[n], b, by_name[n].latency_for(b) + switch_cost(engine, by_name[n])) for n, b in sorted(rows)]
+
+
+class SlackFitPolicy(DeadlinePolicy):
+    """SuperServe's SlackFit (section 4): bucketed latency profile, slack of the most urgent request.
+
+    ``buckets`` equal-width latency buckets span ``(0, slowest choice]``. The chosen bucket is the
+    one holding the slowest choice that fits the head's slack (the bucket closest to the slack);
+    within it, the most examples served (throughput), then the highest accuracy, then the
+    lower latency. Nothing fits: the head is shed (or, with ``shed=False``, served by the fastest
+    choice)."""
+
+    name = "slackfit"
+
+    def __init__(self, shed: bool = True, buckets: int = 10):
+        if buckets < 1:
+            raise SkipswitchError(f"SlackFit needs at least one latency bucket, got {buckets}")
+        super().__init__(shed)
+        self.buckets = buckets
+
+    def choose(self, table: Sequence[Choice], slack: float) -> Choice | None:
+        """The SlackFit pick from ``table`` for ``slack`` seconds, or None when nothing fits."""
+        fits = [c for c in table if c.latency <= slack]
+        if not fits:
+            return None
+        width = max(c.latency for c in table) / self.buckets or 1.0
+        bucket = lambda c: math.ceil(c.latency / width - 1e-9)  # noqa: E731 - bucket k holds ((k-1)w, kw]
+        top = max(bucket(c) for c in fits)
+        return max((c for c in fits if bucket(c) == top), key=lambda c: (c.batch, c.subnet.accuracy, -c.latency))
+
+    def choose_batch(self, pending: list[Request], shed: list[tuple[Request, str]], now: float,
+                     engine: ServingEngine) -> Decision:
+        head = pending[0]
+        queued = sum(r.size for r in _take(pending, engine.max_batch))
+        table = profile_table(engine, allowed(engine, head.accuracy_floor), queued, head.size)
+        slack = math.inf if head.deadline is None else head.deadline - now
+        # Nothing fits only without shedding (a head that the fastest row cannot finish was shed).
+        pick = self.choose(table, slack) or min(table, key=lambda c: c.latency)
+        # EDF order: every request after the head has at least its slack. Requests whose
+        # floor the pick undercuts stay queued.
+        eligible = [r for r in pending if r.accuracy_floor is None or pick.subnet.accuracy >= r.accuracy_floor - 1e-12]
+        return Decision(pick.subnet, _take(eligible, pick.batch), shed)
 
 
 _POLICIES: dict[str, Callable[[ServingEngine], Policy]] = {
     "slackfit": lambda engine: SlackFitPolicy(),
     "slackfit-noshed": lambda engine: SlackFitPolicy(shed=False),
+    "max-on-time": lambda engine: MaxOnTimePolicy(),
     "fixed-largest": lambda engine: FixedPolicy(engine.largest.name),
     "fixed-smallest": lambda engine: FixedPolicy(engine.smallest.name),
 }
