@@ -19,7 +19,7 @@ class ServeJob(JobConfig):
     port: int = Field(8000, description="TCP port on --host.")
     host: str = Field("127.0.0.1", description="Address to listen on.")
     mode: str = Field("inplace", description="Switching: inplace, temporal, spatial or budget.")
-    policy: str = Field("slackfit", description="slackfit, slackfit-noshed, fixed-largest, fixed-smallest or fixed:<subnet>.")
+    policy: str = Field("slackfit", description="slackfit (SuperServe), slackfit-noshed, max-on-time (the earlier rule), fixed-largest, fixed-smallest or fixed:<subnet>.")
     queue: int = Field(256, description="Bounded queue length; more waiting requests get 503.")
     deadline_ms: Optional[float] = Field(None, description="Deadline for requests that give none.")
     device: str = Field("cpu", description="cpu or cuda.")
