@@ -10,7 +10,7 @@ import torch
 
 from skipswitch.serve.server import free_loopback_port
 from skipswitch.supernet.io import save_supernet
-from test_serve import ATOL, _fixture_supernet
+from test_serve import ATOL, _fixture_supernet, _write_pareto
 
 
 @pytest.mark.slow
@@ -22,11 +22,12 @@ def test_two_ray_serve_replicas_answer_and_switch_in_place(tmp_path):
     from skipswitch.serve.replicas import replicated_app
 
     supernet, configs = _fixture_supernet()
-    ckpt, pareto = tmp_path / "supernet.safetensors", tmp_path / "pareto.json"
+    ckpt = tmp_path / "supernet.safetensors"
     save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
-    pareto.write_text(json.dumps([{"config": c.to_dict(), "val_acc": a} for c, a in zip(configs, [0.6, 0.7, 0.8])]))
+    pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
     port = free_loopback_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # address="local": a fresh Ray instance, never one another process on this machine started
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(replicated_app(ckpt, pareto, replicas=2, engine_options={"batch_sizes": (1, 4), "profile_repeats": 1}),
