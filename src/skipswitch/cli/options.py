@@ -26,6 +26,8 @@ class Interrupted(KeyboardInterrupt):
 def _cli_type(annotation: Any) -> Any:
     """Typer takes no Literal, and accepts only Optional[X] of the unions: map both to plain types."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # validators (io.OutDir, ...) run in the model, not in typer
+        return _cli_type(typing.get_args(annotation)[0])
     if origin is Literal:
         return type(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-from ..errors import SkipswitchError
+from ..io import OutFile, utf8_file_unless
+from ..training.config import Seed
+from ..serve.loadgen import TRACES  # numpy only, no torch
 from .base import JobConfig, JobResult
 
 
@@ -16,16 +18,16 @@ class ServeJob(JobConfig):
     checkpoint: Path = Field(..., description="Supernet checkpoint (supernet.safetensors) with per-subnet BN statistics.")
     pareto: Optional[Path] = Field(None, description="Pareto set JSON from `skipswitch supernet search` "
                                                      "[default: the subnets whose BN statistics the checkpoint holds].")
-    port: int = Field(8000, description="TCP port on --host.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port on --host.")
     host: str = Field("127.0.0.1", description="Address to listen on.")
     mode: str = Field("inplace", description="Switching: inplace, temporal, spatial or budget.")
     policy: str = Field("slackfit", description="slackfit, slackfit-noshed, fixed-largest, fixed-smallest or fixed:<subnet>.")
-    queue: int = Field(256, description="Bounded queue length; more waiting requests get 503.")
-    deadline_ms: Optional[float] = Field(None, description="Deadline for requests that give none.")
-    device: str = Field("cpu", description="cpu or cuda.")
-    threads: int = Field(1, description="torch intra-op threads (1 keeps latency profiles stable on a shared CPU).")
-    max_batch: int = Field(32, description="Largest dynamic batch (profiled at powers of two).")
-    switch_interval_ms: float = Field(0.2, description="Python GIL switch interval (ms).")
+    queue: int = Field(256, ge=1, le=1_000_000, description="Bounded queue length; more waiting requests get 503.")
+    deadline_ms: Optional[float] = Field(None, gt=0, description="Deadline for requests that give none.")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
+    threads: int = Field(1, ge=1, le=1024, description="torch intra-op threads (1 keeps latency profiles stable on a shared CPU).")
+    max_batch: int = Field(32, ge=1, le=256, description="Largest dynamic batch (profiled at powers of two).")
+    switch_interval_ms: float = Field(0.2, gt=0, le=1000, description="Python GIL switch interval (ms).")
 
 
 class ServeResult(JobResult):
@@ -35,16 +37,16 @@ class ServeResult(JobResult):
 
 
 class LoadgenJob(JobConfig):
-    trace: str = Field("poisson", description="poisson, bursty, or a file of arrival times (seconds).")
-    rate: float = Field(50.0, description="Mean requests per second.")
-    duration: float = Field(10.0, description="Seconds of load (at most 3600).")
+    trace: Annotated[str, AfterValidator(utf8_file_unless(*TRACES))] = Field("poisson", description="poisson, bursty, or a file of arrival times (seconds).")
+    rate: float = Field(50.0, gt=0, le=100_000, description="Mean requests per second.")
+    duration: float = Field(10.0, gt=0, le=3600, description="Seconds of load (at most 3600).")
     url: str = Field("http://127.0.0.1:8000", description="Server URL (loopback only).")
-    deadline_ms: Optional[float] = Field(100.0, description="Deadline sent with every request.")
+    deadline_ms: Optional[float] = Field(100.0, gt=0, description="Deadline sent with every request.")
     subnet: Optional[str] = Field(None, description="Name a subnet for every request.")
-    accuracy_floor: Optional[float] = Field(None, description="Accuracy floor for every request.")
+    accuracy_floor: Optional[float] = Field(None, ge=0, le=1, description="Accuracy floor for every request.")
     dataset: str = Field("digits", description="Inputs (and labels) from this dataset's test split.")
-    seed: int = Field(0, description="Trace seed.")
-    out: Optional[Path] = Field(None, description="Write the report as JSON here.")
+    seed: Seed = Field(0, description="Trace seed.")
+    out: Optional[OutFile] = Field(None, description="Write the report as JSON here.")
 
 
 class LoadgenResult(JobResult):
@@ -71,9 +73,6 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
     from ..serve.policy import make_policy
     from ..serve.server import create_app, loopback_socket
 
-    if job.threads < 1 or job.max_batch < 1 or not (0 < job.port < 65536) or not job.switch_interval_ms > 0:
-        raise SkipswitchError(f"invalid --threads={job.threads}, --max-batch={job.max_batch}, --port={job.port} "
-                              f"or --gil-switch-ms={job.switch_interval_ms}")
     torch.set_num_threads(job.threads)
     # The engine thread runs many small Python-level ops; with the default 5 ms GIL switch
     # interval the HTTP event loop waits up to 5 ms at every hand-over (convoy effect).
@@ -95,11 +94,9 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
 def loadgen(job: LoadgenJob) -> LoadgenResult:
     import asyncio
 
-    from ..serve.loadgen import TRACES, check_loopback, load_inputs, make_trace, read_trace, run_load
+    from ..serve.loadgen import check_loopback, load_inputs, make_trace, read_trace, run_load
 
     check_loopback(job.url)
-    if job.deadline_ms is not None and job.deadline_ms <= 0:
-        raise SkipswitchError(f"--deadline-ms must be positive, got {job.deadline_ms}")
     builtin = job.trace in TRACES
     arrivals = make_trace(job.trace, job.rate, job.duration, job.seed) if builtin else read_trace(job.trace, job.duration)
     inputs, labels = load_inputs(job.url, job.dataset, job.seed)
