@@ -113,7 +113,9 @@ def load_fed_config(path: str | Path) -> FedConfig:
     if not path.is_file():
         raise SkipswitchError(f"federated config {path} not found")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SkipswitchError(f"federated config {path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise SkipswitchError(f"federated config {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):
