@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -154,3 +155,160 @@ def test_query_options_of_a_npy_body_are_validated(client):
                             ("accuracy_floor=x", "accuracy_floor"), ("bogus=1", "unknown field")):
         r = client.post(f"/v1/predict?{query}", content=body, headers={"Content-Type": NPY})
         assert r.status_code == 422 and fragment in r.json()["error"], r.text
+
+
+# -- auth, docs, deadlines from arrival --------------------------------------------------------------
+
+def test_bearer_token_guards_everything_but_health(engine):
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(engine, token="s3cret-token")) as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/v1/subnets").status_code == 401
+        r = c.post("/v1/predict", json={"inputs": ONE}, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and "token" in r.json()["error"]
+        ok = {"Authorization": "Bearer s3cret-token"}
+        assert c.get("/v1/subnets", headers=ok).status_code == 200
+        assert c.post("/v1/predict", json={"inputs": ONE}, headers=ok).status_code == 200
+
+
+def test_api_docs_only_when_asked(engine):
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(engine)) as c:
+        assert [c.get(p).status_code for p in ("/docs", "/redoc", "/openapi.json")] == [404] * 3
+    with TestClient(_app(engine, api_docs=True)) as c:
+        assert [c.get(p).status_code for p in ("/docs", "/redoc", "/openapi.json")] == [200] * 3
+
+
+def test_deadline_runs_from_arrival_not_from_submission(engine):
+    """A request that waited 1 s before reaching the scheduler has no slack left for a 100 ms deadline."""
+    import threading
+    import time
+
+    from skipswitch.serve.scheduler import Result, Scheduler, Shed
+
+    scheduler = Scheduler(engine, make_policy("slackfit", engine))
+    scheduler.start()
+    outcomes, done = [], threading.Semaphore(0)
+
+    def record(outcome):
+        outcomes.append(outcome)
+        done.release()
+
+    try:
+        x = torch.zeros(1, 1, 8, 8)
+        scheduler.submit(x, deadline_ms=100, done=record, arrival=time.monotonic() - 1.0)
+        scheduler.submit(x, deadline_ms=1000, done=record)
+        assert done.acquire(timeout=30) and done.acquire(timeout=30)
+    finally:
+        scheduler.stop()
+    assert sorted(type(o).__name__ for o in outcomes) == ["Result", "Shed"]
+    assert any(isinstance(o, Shed) for o in outcomes) and any(isinstance(o, Result) for o in outcomes)
+
+
+# -- a real loopback server: memory, health under load, drain on SIGTERM ----------------------------
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _raw_post(url: str, headers: dict, body: bytes) -> bytes:
+    """POST over a plain socket (the client's HTTP library would refuse a Content-Length it does not send)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": parts.netloc, **headers}.items())
+        sock.sendall(f"POST /v1/predict HTTP/1.1\r\n{head}\r\n".encode() + body)
+        return sock.recv(65536)
+
+
+def _timed_get(url: str) -> tuple[int, float]:
+    """Status and seconds of a GET on a fresh connection of its own (not queued behind the flood)."""
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    t = time.perf_counter()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("GET", parts.path)
+    status = conn.getresponse().status
+    conn.close()
+    return status, time.perf_counter() - t
+
+
+def test_large_uploads_are_refused_with_bounded_memory(engine):
+    """A 200 MB streamed (chunked) body and a 1 GB Content-Length are refused with 413; the
+    server's memory grows by less than 64 MiB (bodies are read only up to 16 MiB)."""
+    import threading
+
+    import httpx
+
+    from skipswitch.serve.server import run_in_thread
+
+    chunk = b"\0" * (1 << 20)
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            stop.wait(0.005)
+
+    with run_in_thread(_app(engine)) as url:
+        baseline = _rss_bytes()
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            try:
+                streamed = httpx.post(f"{url}/v1/predict", content=(chunk for _ in range(200)),
+                                      headers={"Content-Type": NPY}, timeout=60).status_code
+            except httpx.HTTPError:  # the server answered 413 and closed while the client still sent
+                streamed = 413
+            declared = _raw_post(url, {"Content-Type": NPY, "Content-Length": str(10**9)}, chunk)
+        finally:
+            stop.set()
+            sampler.join()
+        assert streamed == 413 and declared.startswith(b"HTTP/1.1 413"), declared[:200]
+        assert httpx.get(f"{url}/health").status_code == 200
+    growth = peak[0] - baseline
+    assert growth < 64 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB"
+
+
+def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):
+    import asyncio
+    import signal
+
+    import httpx
+
+    from skipswitch.serve.server import run_in_thread
+
+    app = _app(engine, capacity=16)
+    with run_in_thread(app) as url:
+        async def scenario():
+            payload = {"inputs": ONE, "deadline_ms": 50}
+            limits = httpx.Limits(max_connections=300)
+            async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+                flood = [asyncio.create_task(http.post("/v1/predict", json=payload)) for _ in range(200)]
+                await asyncio.sleep(0.05)
+                health = await asyncio.to_thread(_timed_get, f"{url}/health")
+                flood = await asyncio.gather(*flood)
+                queued = [asyncio.create_task(http.post("/v1/predict", json={"inputs": ONE})) for _ in range(8)]
+                while not app.state.scheduler.queue and not any(q.done() for q in queued):
+                    await asyncio.sleep(0.001)
+                app.state.uvicorn_server.handle_exit(signal.SIGTERM, None)  # what the signal does
+                while app.state.scheduler.accepting:
+                    await asyncio.sleep(0.001)
+                late = await http.post("/v1/predict", json={"inputs": ONE})
+                return health, flood, await asyncio.gather(*queued), late
+
+        (health, health_s), flood, queued, late = asyncio.run(scenario())
+    assert health == 200 and health_s < 0.5, health_s
+    assert {r.status_code for r in flood} <= {200, 503}
+    # accepted before the signal: served; arriving after it: 503 shutting_down, never a closed connection
+    assert 200 in [r.status_code for r in queued]
+    assert all(r.status_code == 200 or r.json()["reason"] == "shutting_down" for r in queued)
+    assert late.status_code == 503 and late.json()["reason"] == "shutting_down"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
@@ -28,6 +29,9 @@ class ServeJob(JobConfig):
     threads: int = Field(1, ge=1, le=1024, description="torch intra-op threads (1 keeps latency profiles stable on a shared CPU).")
     max_batch: int = Field(32, ge=1, le=256, description="Largest dynamic batch (profiled at powers of two).")
     switch_interval_ms: float = Field(0.2, gt=0, le=1000, description="Python GIL switch interval (ms).")
+    token: Optional[str] = Field(None, min_length=8, description="Require 'Authorization: Bearer TOKEN' on every path "
+                                 "but /health [default: $SKIPSWITCH_TOKEN; the variable keeps it out of `ps`].")
+    api_docs: bool = Field(False, description="Serve /docs, /redoc and /openapi.json.")
 
 
 class ServeResult(JobResult):
@@ -65,29 +69,37 @@ class LoadgenResult(JobResult):
 
 def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) -> ServeResult:
     """Load the checkpoint once, profile its Pareto set, call ``on_ready(engine)``, and serve until
-    stopped (SIGINT/SIGTERM: uvicorn drains the queue, then this returns)."""
+    stopped (SIGINT/SIGTERM: new requests get 503 while the queue drains, then this returns)."""
+    import tempfile
+    from contextlib import nullcontext
+
     import torch
     import uvicorn
 
     from ..serve.engine import ServingEngine
     from ..serve.policy import make_policy
-    from ..serve.server import create_app, loopback_socket
+    from ..serve.server import LOOPBACK_HOSTS, create_app, draining_server, loopback_socket
 
+    token = job.token or os.environ.get("SKIPSWITCH_TOKEN") or None
+    if job.host not in LOOPBACK_HOSTS and token is None:
+        print(f"warning: serving on {job.host}, beyond loopback, without authentication; "
+              "set SKIPSWITCH_TOKEN (or --token) to require a bearer token", file=sys.stderr)
     torch.set_num_threads(job.threads)
     # The engine thread runs many small Python-level ops; with the default 5 ms GIL switch
     # interval the HTTP event loop waits up to 5 ms at every hand-over (convoy effect).
     sys.setswitchinterval(job.switch_interval_ms / 1e3)
     sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b < job.max_batch] + [job.max_batch]
-    engine = ServingEngine.from_checkpoint(job.checkpoint, job.pareto, mode=job.mode, device=job.device,
-                                           batch_sizes=sizes)
-    app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue, default_deadline_ms=job.deadline_ms)
-    on_ready(engine)
-    sock = loopback_socket(job.host, job.port) if job.host in ("127.0.0.1", "localhost", "::1") else None
-    config = uvicorn.Config(app, host=job.host, port=job.port, log_level="warning", timeout_graceful_shutdown=30)
-    try:
-        uvicorn.Server(config).run(sockets=[sock] if sock else None)
-    except KeyboardInterrupt:  # uvicorn re-raises the signal after its graceful shutdown
-        pass
+    # temporal mode's per-subnet files live in a directory this job owns and removes on every exit
+    temporal = job.mode == "temporal"
+    with tempfile.TemporaryDirectory(prefix="skipswitch-temporal-") if temporal else nullcontext() as work_dir:
+        engine = ServingEngine.from_checkpoint(job.checkpoint, job.pareto, mode=job.mode, device=job.device,
+                                               batch_sizes=sizes, **({"work_dir": work_dir} if temporal else {}))
+        app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue,
+                         default_deadline_ms=job.deadline_ms, token=token, api_docs=job.api_docs)
+        on_ready(engine)
+        sock = loopback_socket(job.host, job.port) if job.host in LOOPBACK_HOSTS else None
+        config = uvicorn.Config(app, host=job.host, port=job.port, log_level="warning", timeout_graceful_shutdown=30)
+        draining_server(config, app.state.scheduler).run(sockets=[sock] if sock else None)
     return ServeResult(subnets=len(engine.subnets), switches=engine.switches)
 
 

@@ -291,6 +291,38 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     return app
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def draining_server(config, scheduler: Scheduler, drain_timeout: float = 30.0, grace_s: float = 0.5):
+    """A uvicorn server whose first SIGINT/SIGTERM drains instead of closing the door: the scheduler
+    stops accepting (requests arriving now get the documented 503 "shutting_down", as the listening
+    socket stays open), the queue is served, ``grace_s`` later the server exits; a second signal
+    exits at once."""
+    import threading
+
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        draining = False
+
+        def handle_exit(self, sig, frame) -> None:  # not recorded: uvicorn would re-raise it after the drain
+            if self.draining:
+                self.should_exit = self.force_exit = True
+                return
+            self.draining = True
+            threading.Thread(target=self._drain, name="skipswitch-drain", daemon=True).start()
+
+        def _drain(self) -> None:
+            with scheduler.cond:
+                scheduler.accepting = False
+                scheduler.cond.wait_for(lambda: not scheduler.queue and not scheduler.in_flight, drain_timeout)
+            time.sleep(grace_s)
+            self.should_exit = True
+
+    return DrainingServer(config)
+
+
 def loopback_socket(host: str = "127.0.0.1", port: int = 0):
     """A listening-ready TCP socket bound to a loopback address (port 0: a free one)."""
     import socket
@@ -316,8 +348,8 @@ def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_
 
     sock = loopback_socket(host, port)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    app.state.uvicorn_server = server  # lets a caller ask for a graceful stop (should_exit)
+    server = draining_server(config, app.state.scheduler)
+    app.state.uvicorn_server = server  # lets a caller stop it (should_exit) or drain it (handle_exit)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
