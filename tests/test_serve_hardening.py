@@ -312,3 +312,55 @@ def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):
     assert 200 in [r.status_code for r in queued]
     assert all(r.status_code == 200 or r.json()["reason"] == "shutting_down" for r in queued)
     assert late.status_code == 503 and late.json()["reason"] == "shutting_down"
+
+
+def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet_and_configs, tmp_path):  # noqa: F811
+    import signal
+    import subprocess
+    import sys
+
+    from skipswitch.serve.server import free_loopback_port, wait_until_healthy
+    from skipswitch.supernet.io import save_supernet
+
+    from test_serve import _write_pareto
+
+    supernet, configs = supernet_and_configs
+    ckpt = tmp_path / "supernet.safetensors"
+    save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
+    pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    port = free_loopback_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)}
+    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
+                               "--port", str(port), "--max-batch", "4", "--mode", "temporal"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)
+        assert [p.name for p in scratch.iterdir()][0].startswith("skipswitch-temporal-")
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert server.returncode == 0, out
+    assert "stopped: queue drained" in out and "Traceback" not in out
+    assert not list(scratch.iterdir())
+
+
+# -- the load generator ---------------------------------------------------------------------------
+
+def test_loadgen_accounts_for_every_request_and_shows_the_servers_reason(engine, digits):
+    import asyncio
+
+    from skipswitch.serve.loadgen import make_trace, run_load
+    from skipswitch.serve.server import run_in_thread
+
+    x = digits.test.images.numpy()
+    with run_in_thread(_app(engine, capacity=64)) as url:
+        good = asyncio.run(run_load(url, make_trace("poisson", 200, 1.0, seed=1), x, digits.test.labels.numpy(),
+                                    deadline_ms=200))
+        bad = asyncio.run(run_load(url, [0.0, 0.01, 0.02], x, deadline_ms=None, options={"subnet": "s9"}))
+    assert good.sent > 150 and good.ok + good.shed + good.rejected + good.errors == good.sent
+    assert good.errors == 0 and good.ok > 0 and good.p99_ms is not None
+    assert bad.errors == 3 and "422: unknown subnet 's9'" in next(iter(bad.error_reasons)), bad.error_reasons
+    assert "unknown subnet 's9'" in bad.summary()
