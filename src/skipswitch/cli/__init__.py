@@ -7,6 +7,7 @@ libraries when they run, so ``--help`` stays instant.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -21,7 +22,7 @@ from ..io import OutDir
 from ..jobs.base import JobConfig
 from ..jobs.training import EvalJob, TailorJob, TrainJob
 from ..training.config import MAX_EPOCHS
-from .options import Interrupted, options_from
+from .options import options_from
 
 app = typer.Typer(
     name="skipswitch",
@@ -128,11 +129,25 @@ app.add_typer(accel.app, name="accel")
 app.add_typer(fed.app, name="fed")
 
 
+def _interrupt(sig, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     # Progress lines reach a pipe or a log file as they happen, not when the run ends.
     for stream in (sys.stdout, sys.stderr):
         if not stream.isatty() and hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=True)
+    # SIGTERM stops a command as Ctrl-C does: it says where it stopped and how to resume
+    # (serve and fed run install their own, draining, handlers while they run).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False)  # click's usage errors come here, printed as our one line
         sys.exit(code if isinstance(code, int) else 0)
@@ -146,15 +161,12 @@ def main() -> None:
     except click.ClickException as exc:  # e.g. click.FileError
         typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
         sys.exit(exc.exit_code or 1)
-    except click.Abort:
+    except (click.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except SkipswitchError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt as exc:
-        typer.echo(str(exc) if isinstance(exc, Interrupted) else "interrupted", err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":
