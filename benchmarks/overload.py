@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,2,5,10")
     parser.add_argument("--deadline-ms", type=float, default=100.0)
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--queue", type=int, default=32, help="Server queue bound: about the batches a deadline holds.")
     parser.add_argument("--base-width", type=int, default=32)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-overload")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "reliability.md")
@@ -178,7 +179,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--port", str(port),
-                               "--max-batch", str(args.max_batch), "--queue", "256"], env=env,
+                               "--max-batch", str(args.max_batch), "--queue", str(args.queue)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     levels, upload, overhead = [], {}, {}
     try:
@@ -240,7 +241,7 @@ def main() -> None:
 
     data = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
             "cpus": os.cpu_count(), "seconds_per_level": args.seconds, "deadline_ms": args.deadline_ms,
-            "max_batch": args.max_batch, "base_width": args.base_width, "largest": largest["name"],
+            "max_batch": args.max_batch, "queue": args.queue, "base_width": args.base_width, "largest": largest["name"],
             "batch_ms": batch_s * 1e3, "capacity": capacity, "baseline_rss_mib": baseline_rss / 2**20,
             "levels": levels, "upload": upload, "overhead": overhead, "server_exit": server.returncode,
             "server_tail": server_out.strip().splitlines()[-1:]}
@@ -266,7 +267,8 @@ def render(d: dict) -> str:
         "",
         f"Measured {d['date']} by `benchmarks/overload.py` (Python {d['python']}, {d['cpus']} CPUs shared with other "
         f"engineers' jobs: the load average is given per level). `skipswitch serve` (in-place, SlackFit, "
-        f"max batch {d['max_batch']}, queue 256) and `skipswitch loadgen` (Poisson arrivals, raw asyncio keep-alive "
+        f"max batch {d['max_batch']}, queue {d['queue']}: about the batches a deadline holds, so the excess is refused "
+        f"before it is parsed) and `skipswitch loadgen` (Poisson arrivals, raw asyncio keep-alive "
         f"connections) run as separate processes on loopback. Every request carries a {deadline:g} ms deadline and "
         f"the largest subnet's accuracy as its floor, so SlackFit serves the largest subnet ({d['largest']}, an "
         f"untrained resnet-cifar supernet of base width {d['base_width']} on digits: accuracy is not measured here) "

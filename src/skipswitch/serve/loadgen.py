@@ -231,7 +231,7 @@ def encode_post(host: str, path: str, payload: dict[str, Any], headers: dict[str
 
 async def run_load(url: str, arrivals: Sequence[float], inputs: np.ndarray, labels: np.ndarray | None = None, *,
                    deadline_ms: float | None = 100.0, options: dict[str, Any] | None = None,
-                   trace_name: str = "trace", timeout: float = 30.0, max_connections: int = 256) -> LoadReport:
+                   trace_name: str = "trace", timeout: float = 30.0, max_connections: int = 1024) -> LoadReport:
     """Send ``inputs[i % len]`` at ``arrivals[i]`` seconds; collect outcomes. Requests are encoded
     once per input before the clock starts and sent over a pool of keep-alive connections."""
     from urllib.parse import urlsplit

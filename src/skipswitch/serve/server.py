@@ -166,14 +166,24 @@ class Intake:
     it), with at most ``MAX_BUFFERED_BYTES`` of bodies held at once (503 "busy" beyond: many large
     concurrent uploads wait their turn; small requests never meet this cap)."""
 
-    def __init__(self, app, health: Callable[[], dict], token: str | None = None):
-        self.app, self.health, self.token = app, health, token
+    def __init__(self, app, health: Callable[[], dict], scheduler: Scheduler, token: str | None = None):
+        self.app, self.health, self.scheduler, self.token = app, health, scheduler, token
         self.buffered = 0
+        self.lag = 0.0  # how late the event loop runs ready work (``watch_lag``)
+
+    async def watch_lag(self, every_s: float = 0.005) -> None:
+        """Track the event loop's lag: a request's bytes wait about this long in the socket before
+        the loop reads them, time the arrival stamp must not hide from the policy."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(every_s)
+            self.lag = max(0.0, loop.time() - start - every_s)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        arrival = time.monotonic()
+        arrival = time.monotonic() - self.lag
         if scope["path"] == "/health":
             return await JSONResponse(self.health())(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -183,8 +193,12 @@ class Intake:
                                 headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
         if scope["path"] != "/v1/predict" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
+        if len(self.scheduler.queue) >= self.scheduler.capacity:  # cheap shedding: before any parsing
+            self.scheduler.metrics.inc("requests_total", outcome="rejected")
+            return await _error(503, f"queue full ({self.scheduler.capacity} requests waiting); retry later",
+                                "queue_full")(scope, receive, send)
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return await _error(413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")(scope, receive, send)
         body = bytearray()
         try:
@@ -224,7 +238,12 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         scheduler.start()
+        intake = app.middleware_stack
+        while not isinstance(intake, Intake):  # the ASGI layers starlette built around the router
+            intake = intake.app
+        lag = asyncio.create_task(intake.watch_lag())
         yield
+        lag.cancel()
         # uvicorn has already waited for open requests; serve whatever is still queued.
         await asyncio.to_thread(scheduler.stop, True, drain_timeout)
 
@@ -286,7 +305,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     async def prometheus():
         return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
-    app.add_middleware(Intake, health=health, token=token)
+    app.add_middleware(Intake, health=health, scheduler=scheduler, token=token)
 
     return app
 
