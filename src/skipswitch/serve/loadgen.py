@@ -168,15 +168,16 @@ class KeepAlivePool:
         self.opened = 0
         self.freed = asyncio.Condition()
 
-    async def _take(self):
+    async def _take(self, fresh: bool = False):
+        """(connection, whether it was kept alive from an earlier request)."""
         async with self.freed:
-            while not self.idle and self.opened >= self.size:
+            while not fresh and not self.idle and self.opened >= self.size:
                 await self.freed.wait()
-            if self.idle:
-                return self.idle.pop()
+            if self.idle and not fresh:
+                return self.idle.pop(), True
             self.opened += 1
         try:
-            return await asyncio.open_connection(self.host, self.port)
+            return await asyncio.open_connection(self.host, self.port), False
         except BaseException:
             await self._drop(None)
             raise
@@ -193,15 +194,25 @@ class KeepAlivePool:
             self.opened -= 1
             self.freed.notify()
 
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        """Send one pre-encoded request; (status, body) of the answer."""
-        conn = await self._take()
+    async def request(self, raw: bytes, fresh: bool = False) -> tuple[int, bytes]:
+        """Send one pre-encoded request; (status, body) of the answer. A kept-alive connection the
+        server closed meanwhile (its idle timeout) is replaced and the request sent again, once."""
+        conn, reused = await self._take(fresh)
+        reader, writer = conn
         try:
-            reader, writer = conn
             writer.write(raw)
             status_line = await reader.readline()
             if not status_line:
-                raise ConnectionError("the server closed the connection")
+                raise ConnectionResetError("the server closed the connection")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            await self._drop(conn)
+            if reused:
+                return await self.request(raw, fresh=True)
+            raise
+        except BaseException:
+            await self._drop(conn)
+            raise
+        try:
             status, length, close = int(status_line.split()[1]), 0, False
             while (line := await reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.partition(b":")
