@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from skipswitch.serve.policy import make_policy
-from skipswitch.serve.server import MAX_BODY_BYTES
 
 from test_serve import _engine, supernet_and_configs  # noqa: F401  (module-scoped fixture)
 

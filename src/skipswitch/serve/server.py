@@ -169,21 +169,13 @@ class Intake:
     def __init__(self, app, health: Callable[[], dict], scheduler: Scheduler, token: str | None = None):
         self.app, self.health, self.scheduler, self.token = app, health, scheduler, token
         self.buffered = 0
-        self.lag = 0.0  # how late the event loop runs ready work (``watch_lag``)
-
-    async def watch_lag(self, every_s: float = 0.005) -> None:
-        """Track the event loop's lag: a request's bytes wait about this long in the socket before
-        the loop reads them, time the arrival stamp must not hide from the policy."""
-        loop = asyncio.get_running_loop()
-        while True:
-            start = loop.time()
-            await asyncio.sleep(every_s)
-            self.lag = max(0.0, loop.time() - start - every_s)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        arrival = time.monotonic() - self.lag
+        # Time a request waited unread in the socket is not counted: subtracting the event loop's lag
+        # (measured) made the policy shed everything once the loop was overloaded (reliability.md).
+        arrival = time.monotonic()
         if scope["path"] == "/health":
             return await JSONResponse(self.health())(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -238,12 +230,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         scheduler.start()
-        intake = app.middleware_stack
-        while not isinstance(intake, Intake):  # the ASGI layers starlette built around the router
-            intake = intake.app
-        lag = asyncio.create_task(intake.watch_lag())
         yield
-        lag.cancel()
         # uvicorn has already waited for open requests; serve whatever is still queued.
         await asyncio.to_thread(scheduler.stop, True, drain_timeout)
 
