@@ -344,7 +344,8 @@ def render(d: dict) -> str:
         "- The deadline clock starts at the ASGI front. Time a request spends unread in the kernel's socket buffer "
         "is invisible to the policy; when the HTTP layer itself is overloaded, the client sees accepted requests "
         "finish later than the server's clock says. (Subtracting the event loop's measured lag from the stamp was "
-        "tried: once the loop was overloaded the policy then shed nearly everything, 0.2% of capacity at 2x.)",
+        "tried in two earlier runs, not kept: at 2x one served 118% of capacity with accepted p99 503 ms, the other "
+        "0.2%; on this shared machine the run-to-run spread is larger than the effect.)",
         "- Shedding is cheap on the server's side (a full queue is answered 503 before the body is parsed) but every "
         "request still costs one HTTP parse and one response in the single Python event loop that shares the GIL "
         "with the inference thread; past the loop's own capacity it saturates and everything waits.",
