@@ -15,7 +15,7 @@ from .base import JobConfig, JobResult
 class EstimateJob(JobConfig):
     model: str = Field("resnet20", description="Registry model name (ignored with --checkpoint).")
     checkpoint: Optional[Path] = Field(None, description="Estimate this checkpoint's architecture instead.")
-    precision: int = Field(16, ge=2, le=64, description="Fixed-point bits of weights and activations (8 and 16 are the defaults studied).")
+    precision: int = Field(16, ge=2, le=32, description="Fixed-point bits of weights and activations (8 and 16 are the defaults studied).")
     part: str = Field("zu7ev", description="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p.")
     reuse_factor: Optional[int] = Field(None, ge=1, le=1_000_000, description="hls4ml reuse factor for every layer [default: the layer's fan-in].")
     srl_max_bits: int = Field(1024, ge=0, description="FIFOs up to this many bits become shift registers (Vitis auto_srl_max_bits).")
