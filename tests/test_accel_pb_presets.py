@@ -146,10 +146,8 @@ def test_cli_takes_preset_and_knobs(work, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from skipswitch.cli import app
-    from skipswitch.jobs import accel as accel_jobs
 
     monkeypatch.setitem(wl.WORKLOADS, "standin", lambda sequence, seed: work)
-    monkeypatch.setattr(accel_jobs, "WORKLOAD_CACHE", tmp_path / "cache")
     runner = CliRunner()
     args = ["accel", "evaluate", "--workload", "standin", "--part", "zu3eg", "--kp", "4", "--yp", "4", "--tk", "32",
             "--tc", "16", "--tx", "10", "--ty", "10", "--pb-bytes", "20000", "--out", str(tmp_path)]

@@ -259,10 +259,7 @@ def test_cli_evaluate_and_dse_on_standin(work, tmp_path, monkeypatch):
 
     from skipswitch.cli import app
 
-    from skipswitch.jobs import accel as accel_jobs
-
     monkeypatch.setitem(wl.WORKLOADS, "standin", lambda sequence, seed: work)
-    monkeypatch.setattr(accel_jobs, "WORKLOAD_CACHE", tmp_path / "cache")
     from skipswitch.accel import study
 
     monkeypatch.setattr(dse, "default_grid", lambda w, dw=8: SMALL_GRID)
@@ -275,12 +272,13 @@ def test_cli_evaluate_and_dse_on_standin(work, tmp_path, monkeypatch):
     report = json.loads((tmp_path / "evaluate.json").read_text())["parts"]["zu3eg"]
     assert report["most-used"]["latency"] <= report["baseline"]["latency"]
     assert (tmp_path / "breakdown.png").stat().st_size > 1000
+    assert list((tmp_path / "workloads").glob("standin-*.json"))  # the workload cache lives under --out
     r = runner.invoke(app, ["accel", "dse", "--workload", "standin", "--part", "zu3eg", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "dse.json").read_text())["points"] == 4 * 4 * 2 * 2 * 2 * 2 * 3
     assert (tmp_path / "dse.png").exists()
     r = runner.invoke(app, ["accel", "evaluate", "--workload", "standin", "--trace", "0,x"])
-    assert isinstance(r.exception, SkipswitchError) and "--trace" in str(r.exception)
+    assert isinstance(r.exception, SkipswitchError) and "trace='0,x'" in str(r.exception)
 
 
 def test_cli_bad_part_is_one_line_error(monkeypatch, capsys):

@@ -53,6 +53,6 @@ def test_a_failed_step_names_itself_and_what_was_kept(cli, tmp_path, monkeypatch
 
 def test_demo_rejects_bad_flags(cli, tmp_path):
     code, _, err = cli("demo", "--epochs", "0", "--out", tmp_path)
-    assert code == 2 and "--epochs must be positive, got 0" in err
+    assert code == 2 and "invalid epochs=0" in err
     code, _, err = cli("demo", "--model", "resnet9", "--out", tmp_path)
     assert code == 2 and "unknown model 'resnet9'" in err

@@ -174,7 +174,7 @@ def test_cli_estimate_from_checkpoint(cli, tmp_path):
 
 @pytest.mark.parametrize(
     "argv,message",
-    [(["--part", "zu9000"], "unknown FPGA part 'zu9000'"), (["--precision", "1"], "precision must be 2..32 bits, got 1"),
+    [(["--part", "zu9000"], "unknown FPGA part 'zu9000'"), (["--precision", "1"], "invalid precision=1"),
      (["--model", "resnet7"], "unknown model 'resnet7'")],
 )
 def test_cli_bad_input_exits_2_with_one_line(cli, argv, message):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Self
 
@@ -23,7 +22,8 @@ from . import __version__
 from .errors import SkipswitchError
 # The atomic writers and the versioned-file base live in the torch-free io module; re-exported here
 # because most writers of checkpoints also write JSON beside them.
-from .io import VersionedFile, _json_default, atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: F401
+from .io import (VersionedFile, _json_default, atomic_commit, atomic_temporary, atomic_write_bytes, atomic_write_json,  # noqa: F401
+                 atomic_write_text)
 
 METADATA_KEY = "skipswitch"
 
@@ -35,14 +35,13 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     header = {METADATA_KEY: json.dumps(meta, default=_json_default)}
     # safetensors refuses shared or non-contiguous storage: give it owned contiguous copies.
     owned = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = atomic_temporary(path)
     os.close(fd)
     try:
         save_file(owned, tmp, metadata=header)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_commit(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -7,15 +7,22 @@ libraries when they run, so ``--help`` stays instant.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 
+from pydantic import Field
+
 from ..errors import SkipswitchError
+from ..io import OutDir
+from ..jobs.base import JobConfig
 from ..jobs.training import EvalJob, TailorJob, TrainJob
-from .options import Interrupted, options_from
+from ..training.config import MAX_EPOCHS
+from .options import options_from
 
 app = typer.Typer(
     name="skipswitch",
@@ -90,31 +97,31 @@ def models_cmd():
     typer.echo("\n".join(list_models()))
 
 
+class DemoOptions(JobConfig):
+    out: OutDir = Field(Path("runs/demo"), description="Directory for every step's outputs and the report; a rerun resumes.")
+    model: Optional[str] = Field(None, description="Model for the Tailor steps [default: resnet20, resnet8 with --quick].")
+    dataset: str = Field("digits", description="Dataset (digits is embedded: no download).")
+    epochs: Optional[int] = Field(None, ge=1, le=MAX_EPOCHS,
+                                  description="Epochs per Tailor training step [default: 30, or blocks + 3 with --quick].")
+    quick: bool = Field(False, description="Every step with small budgets (about 2 minutes on 2 cores).")
+    quiet: bool = Field(False, description="No progress bars.")
+
+
 @app.command()
-def demo(
-    out: Path = typer.Option(Path("runs/demo"), help="Directory for every step's outputs and the report; a rerun resumes."),
-    model: Optional[str] = typer.Option(None, help="Model for the Tailor steps [default: resnet20, resnet8 with --quick]."),
-    dataset: str = typer.Option("digits", help="Dataset (digits is embedded: no download)."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs per Tailor training step [default: 30, or blocks + 3 with --quick]."),
-    quick: bool = typer.Option(False, "--quick", help="Every step with small budgets (about 2 minutes on 2 cores)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-):
+@options_from(DemoOptions, decls=QUIET,
+              interrupted="interrupted; rerun the same command to resume from the unfinished step")
+def demo(job: DemoOptions):
     """Run the whole system on digits and write report.html / report.md with every figure."""
     from ..demo import DemoSettings, run_demo
     from ..models import list_models
 
-    if epochs is not None and epochs < 1:
-        raise SkipswitchError(f"--epochs must be positive, got {epochs}")
-    model = model or ("resnet8" if quick else "resnet20")
+    model = job.model or ("resnet8" if job.quick else "resnet20")
     if model not in list_models():
         raise SkipswitchError(f"unknown model {model!r}; known models: {', '.join(list_models())}")
-    settings = DemoSettings(out=out, model=model, dataset=dataset, quick=quick, quiet=quiet)
+    settings = DemoSettings(out=job.out, model=model, dataset=job.dataset, quick=job.quick, quiet=job.quiet)
     # --quick: one alteration per epoch and three epochs to recover.
-    settings.epochs = epochs or (settings.n_blocks + 3 if quick else 30)
-    try:
-        run_demo(settings)
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted; rerun the same command to resume from the unfinished step") from None
+    settings.epochs = job.epochs or (settings.n_blocks + 3 if job.quick else 30)
+    run_demo(settings)
 
 
 # Sub-command groups, imported after `app` (their modules import only typer, pydantic and the job configs).
@@ -128,15 +135,44 @@ app.add_typer(accel.app, name="accel")
 app.add_typer(fed.app, name="fed")
 
 
+def _interrupt(sig, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # Progress lines reach a pipe or a log file as they happen, not when the run ends.
+    for stream in (sys.stdout, sys.stderr):
+        if not stream.isatty() and hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+    # SIGTERM stops a command as Ctrl-C does: it says where it stopped and how to resume
+    # (serve and fed run install their own, draining, handlers while they run).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app()
+        _main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main() -> None:
+    try:
+        code = app(standalone_mode=False)  # click's usage errors come here, printed as our one line
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.ctx and typer.echo(exc.ctx.get_help())
+        sys.exit(0)
+    except click.UsageError as exc:
+        typer.echo(f"error: {' '.join(exc.format_message().split())}"
+                   f"{f' (see {exc.ctx.command_path} --help)' if exc.ctx else ''}", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:  # e.g. click.FileError
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        sys.exit(exc.exit_code or 1)
+    except (click.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
     except SkipswitchError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt as exc:
-        typer.echo(str(exc) if isinstance(exc, Interrupted) else "interrupted", err=True)
-        sys.exit(130)
 
 
 if __name__ == "__main__":

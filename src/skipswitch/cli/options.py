@@ -19,13 +19,11 @@ import typer
 from pydantic import BaseModel
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C inside a command, carrying what the user can do next."""
-
-
 def _cli_type(annotation: Any) -> Any:
     """Typer takes no Literal, and accepts only Optional[X] of the unions: map both to plain types."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # validators (io.OutDir, ...) run in the model, not in typer
+        return _cli_type(typing.get_args(annotation)[0])
     if origin is Literal:
         return type(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
@@ -76,8 +74,9 @@ def options_from(model: type[BaseModel], *, exclude: tuple[str, ...] = (), argum
                 values = {**config_file(path).model_dump(), **given}
             try:
                 return command(validated(model, **values), **extra)
-            except KeyboardInterrupt:
-                raise Interrupted(interrupted) from None
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM (cli.main): say what the user can do next
+                typer.echo(interrupted, err=True)
+                raise typer.Exit(130) from None
 
         run.__signature__ = inspect.Signature([*params, *(p.replace(kind=p.KEYWORD_ONLY) for p in own)])
         run.__annotations__ = {**{p.name: p.annotation for p in params}, **{p.name: hints[p.name] for p in own}}

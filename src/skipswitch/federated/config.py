@@ -9,34 +9,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import SkipswitchError
-from ..training import cosine_lr, validated
+from ..io import utf8_file_unless
+from ..training.config import MAX_EPOCHS, Seed, cosine_lr, validated
 
 
 class FedConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     # -- population and data ------------------------------------------------------------------
-    clients: int = Field(10, ge=1, description="Number of clients (SuperNodes / data partitions).")
-    rounds: int = Field(20, ge=1)
+    clients: int = Field(10, ge=1, le=10_000, description="Number of clients (SuperNodes / data partitions).")
+    rounds: int = Field(20, ge=1, le=MAX_EPOCHS)
     dataset: str = "digits"
     data_dir: Optional[str] = None
     partition: Literal["iid", "dirichlet"] = "dirichlet"
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; small = more skewed labels.")
     min_partition_size: int = Field(8, ge=1, description="Dirichlet draws are redrawn until every client has this many.")
-    seed: int = 0
+    seed: Seed = 0
     # -- supernet -------------------------------------------------------------------------------
     space: str = "resnet-cifar"
     space_args: dict[str, Any] = Field(default_factory=dict)
     skip_mode: Literal["long", "short", "none"] = "long"
-    profiles: Optional[str] = Field(None, description="JSON or TOML capability profiles; default: built-in tiers.")
+    profiles: Annotated[Optional[str], AfterValidator(utf8_file_unless())] = Field(None, description="JSON or TOML capability profiles; default: built-in tiers.")
     # -- rounds -----------------------------------------------------------------------------------
     fraction: float = Field(1.0, gt=0, le=1, description="Fraction of clients sampled per round.")
-    local_epochs: int = Field(1, ge=1)
+    local_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -112,7 +113,9 @@ def load_fed_config(path: str | Path) -> FedConfig:
     if not path.is_file():
         raise SkipswitchError(f"federated config {path} not found")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SkipswitchError(f"federated config {path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise SkipswitchError(f"federated config {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(data, dict):

@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -173,19 +176,105 @@ class LocalGrid(_GridBase):
         torch.set_num_threads(self._threads)
 
 
+class RoundsStopped(Exception):
+    """A signal asked the run to stop; raised from the round callback once the round is checkpointed."""
+
+
+@contextmanager
+def stop_between_rounds(on_round: Optional[Callable[[dict[str, Any]], None]], grace_s: float = 5.0):
+    """While the rounds run, SIGINT/SIGTERM ask for a stop after the round in progress (it is then
+    checkpointed; the wrapped callback raises RoundsStopped). A second signal, or ``grace_s`` without
+    a round boundary, stops at once: Ray's workers are shut down and the process exits 130, the last
+    finished round being checkpointed already (checkpoints are written atomically)."""
+    stop = threading.Event()
+    last = {"round": 0}
+    timer = threading.Timer(grace_s, lambda: abort())
+    timer.daemon = True
+
+    def notify(record: dict[str, Any]) -> None:
+        last["round"] = record.get("round", last["round"])
+        if on_round is not None:
+            on_round(record)
+        if stop.is_set():
+            raise RoundsStopped(f"stopped after round {last['round']}")
+
+    def abort() -> None:
+        print(f"stopped during the round after round {last['round']}; rounds up to it are checkpointed; "
+              "rerun with --resume to continue", file=sys.stderr, flush=True)
+        try:
+            import ray
+
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - no Ray, or already down: nothing to stop
+            pass
+        os._exit(130)
+
+    def handler(sig, frame) -> None:
+        if stop.is_set():
+            abort()
+        stop.set()
+        print(f"{signal.Signals(sig).name}: stopping after the round in progress (within {grace_s:.0f} s; "
+              "again to stop now)", file=sys.stderr, flush=True)
+        timer.start()
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        yield on_round
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield notify
+    finally:
+        timer.cancel()
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def _ray_keeps_our_sigterm():
+    """ray.init replaces the SIGTERM handler with sys.exit, which strands Flower's threads, and its
+    core worker's failure handler turns SIGTERM into a native stack dump and an abort: keep ours."""
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    try:
+        import ray._private.utils as ray_utils
+    except ImportError:
+        yield
+        return
+    original = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = original
+
+
 def run_federated(config: FedConfig, run_dir: str | Path, *, engine: str = "flower", resume: bool = False,
                   on_round: Optional[Callable[[dict[str, Any]], None]] = None, save_every_round: bool = False,
                   verbose: bool = False) -> dict[str, Any]:
     """Run all rounds; returns the results written to ``run_dir/results.json``."""
     import json
 
-    from .client import make_client_app
     from .strategy import RESULTS
 
     require_flwr()
     if engine not in ENGINES:
         raise SkipswitchError(f"unknown engine {engine!r}; choose flower or local")
     run_dir = Path(run_dir)
+    try:
+        with stop_between_rounds(on_round) as notify:
+            _run_engine(config, run_dir, engine, resume, notify, save_every_round, verbose)
+    except RoundsStopped as exc:
+        print(f"{exc} of {config.rounds}; it is checkpointed in {run_dir}", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt from None
+    path = run_dir / RESULTS
+    if not path.exists():
+        raise SkipswitchError(f"the federated run wrote no {path}; see the log above")
+    return json.loads(path.read_text())
+
+
+def _run_engine(config: FedConfig, run_dir: Path, engine: str, resume: bool, on_round, save_every_round: bool,
+                verbose: bool) -> None:
+    from .client import make_client_app
+
     if engine == "local":
         strategy = build_strategy(config, run_dir, resume=resume, on_round=on_round, save_every_round=save_every_round)
         grid = LocalGrid(make_client_app(), config.clients)
@@ -204,17 +293,14 @@ def run_federated(config: FedConfig, run_dir: str | Path, *, engine: str = "flow
                                      save_every_round=save_every_round)
         _quiet_flower(verbose)
         try:
-            run_simulation(server_app=server_app, client_app=make_client_app(), num_supernodes=config.clients,
-                           backend_config=backend, verbose_logging=verbose)
+            with _ray_keeps_our_sigterm():
+                run_simulation(server_app=server_app, client_app=make_client_app(), num_supernodes=config.clients,
+                               backend_config=backend, verbose_logging=verbose)
         except RuntimeError as exc:
             cause = exc.__cause__
-            if isinstance(cause, SkipswitchError):
+            if isinstance(cause, (SkipswitchError, RoundsStopped)):
                 raise cause from None
             raise
-    path = run_dir / RESULTS
-    if not path.exists():
-        raise SkipswitchError(f"the federated run wrote no {path}; see the log above")
-    return json.loads(path.read_text())
 
 
 def _quiet_flower(verbose: bool) -> None:

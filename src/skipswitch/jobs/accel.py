@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..errors import SkipswitchError
+from ..io import OutDir, utf8_file_unless
+from ..training.config import Seed
 from .base import JobConfig, JobResult
 
 DESIGN_AXES = ("kp", "yp", "tk", "tc", "tx", "ty")
-WORKLOAD_CACHE = Path("runs/accel/workloads")
+MAX_SEQUENCE = 64  # subnets extracted and traced one by one: more is a typo
 
 
 class WorkloadOptions(JobConfig):
-    workload: str = Field("ofa-resnet50", description="Workload name, a workload .json, or a searched supernet "
+    workload: Annotated[str, AfterValidator(utf8_file_unless(binary_suffixes=(".safetensors",)))] = Field("ofa-resnet50", description="Workload name, a workload .json, or a searched supernet "
                                                       ".safetensors (its Pareto set).")
-    sequence: int = Field(9, description="Subnets in the sequence, sizes spread smallest->largest.")
-    seed: int = Field(0, description="Seed of the subnet sampling.")
+    sequence: int = Field(9, ge=1, le=MAX_SEQUENCE, description="Subnets in the sequence, sizes spread smallest->largest.")
+    seed: Seed = Field(0, description="Seed of the subnet sampling.")
 
 
 class ConditionOptions(WorkloadOptions):
@@ -44,7 +46,7 @@ class ConditionOptions(WorkloadOptions):
 class DseJob(ConditionOptions):
     part: str = Field("zu3eg", description="FPGA part or board (zu3eg/ultra96, zu7ev/zcu104, xcu280/u280).")
     policy: str = Field("most-used", description="PB content: smallest (paper) or most-used (SUSHI-like).")
-    out: Path = Field(Path("runs/accel"), description="Folder for dse.json and dse.png.")
+    out: OutDir = Field(Path("runs/accel"), description="Folder for dse.json, dse.png and the workload cache.")
 
 
 class DseResult(JobResult):
@@ -67,16 +69,16 @@ class DseResult(JobResult):
 
 class EvaluateJob(ConditionOptions):
     part: list[str] = Field(["zu3eg", "zu7ev", "xcu280"], description="Parts to evaluate (repeat the flag).")
-    kp: Optional[int] = Field(None, description="DPE rows; with all of --yp/--tk/--tc/--tx/--ty, skip the DSE.")
-    yp: Optional[int] = None
-    tk: Optional[int] = None
-    tc: Optional[int] = None
-    tx: Optional[int] = None
-    ty: Optional[int] = None
-    pb_bytes: Optional[int] = Field(None, description="PB capacity in bytes (default: the DSE's choice).")
-    trace: Optional[str] = Field(None, description="Query trace: subnet indices in serving order, e.g. 0,3,3,8 "
+    kp: Optional[int] = Field(None, ge=1, description="DPE rows; with all of --yp/--tk/--tc/--tx/--ty, skip the DSE.")
+    yp: Optional[int] = Field(None, ge=1)
+    tk: Optional[int] = Field(None, ge=1)
+    tc: Optional[int] = Field(None, ge=1)
+    tx: Optional[int] = Field(None, ge=1)
+    ty: Optional[int] = Field(None, ge=1)
+    pb_bytes: Optional[int] = Field(None, ge=0, le=2**40, description="PB capacity in bytes (default: the DSE's choice).")
+    trace: Optional[str] = Field(None, pattern=r"^\d+(,\d+)*$", description="Query trace: subnet indices in serving order, e.g. 0,3,3,8 "
                                                    "(default: each subnet once); the most-used PB policy counts uses in it.")
-    out: Path = Field(Path("runs/accel"), description="Folder for evaluate.json and breakdown.png.")
+    out: OutDir = Field(Path("runs/accel"), description="Folder for evaluate.json, breakdown.png and the workload cache.")
 
 
 class PartReport(BaseModel):
@@ -103,11 +105,11 @@ class EvaluateResult(JobResult):
     parts: dict[str, PartReport]
 
 
-def _workload(name: str, sequence: int, seed: int, trace: str | None = None):
+def _workload(name: str, sequence: int, seed: int, cache_dir: Path, trace: str | None = None):
     from ..accel.workload import WORKLOADS, get_workload, load_workload, save_workload
 
     # Building ofa-resnet50 (supernet, 9 extractions and traces) takes minutes on 2 shared cores: cache it.
-    cache = WORKLOAD_CACHE / f"{name}-{sequence}-{seed}.json"
+    cache = cache_dir / "workloads" / f"{name}-{sequence}-{seed}.json"
     work = None
     if name in WORKLOADS and cache.exists():
         try:
@@ -118,12 +120,8 @@ def _workload(name: str, sequence: int, seed: int, trace: str | None = None):
         work = get_workload(name, sequence=sequence, seed=seed)
         if name in WORKLOADS:
             save_workload(work, cache)
-    if trace:
-        try:
-            indices = [int(v) for v in trace.split(",")]
-        except ValueError:
-            raise SkipswitchError(f"invalid --trace {trace!r}: comma-separated subnet indices, e.g. 0,3,3,8") from None
-        work = work.with_trace(indices)
+    if trace:  # EvaluateJob's pattern: comma-separated indices
+        work = work.with_trace([int(v) for v in trace.split(",")])
     return work
 
 
@@ -137,7 +135,7 @@ def dse(job: DseJob) -> DseResult:
         raise SkipswitchError(f"invalid --policy {job.policy!r}; choose one of {', '.join(PB_POLICIES)}")
     cond = job.conditions()
     fpga = get_part(job.part)
-    work = _workload(job.workload, job.sequence, job.seed)
+    work = _workload(job.workload, job.sequence, job.seed, job.out)
     joint = explore(work, fpga, policy=job.policy, conditions=cond)
     phase1, phase2 = two_phase(work, fpga, policy=job.policy, conditions=cond)
     result = DseResult(
@@ -163,7 +161,7 @@ def evaluate(job: EvaluateJob) -> EvaluateResult:
         raise SkipswitchError(f"give all of --kp --yp --tk --tc --tx --ty or none; missing "
                               f"{', '.join('--' + a for a in DESIGN_AXES if a not in given)}")
     cond = job.conditions()
-    work = _workload(job.workload, job.sequence, job.seed, job.trace)
+    work = _workload(job.workload, job.sequence, job.seed, job.out, job.trace)
     reports = {}
     for name in job.part:
         fpga = get_part(name)

@@ -5,18 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from ..federated.config import FedConfig
-from .base import JobResult
+from ..io import OutDir
+from .base import JobResult, check_run_dir
 
 
 class FedRunJob(FedConfig):
     engine: str = Field("flower", description="flower (Flower simulation on Ray) or local (same apps, in-process grid).")
-    out: Optional[Path] = Field(None, description="Run directory [default: runs/fed-<dataset>-<clients>c].")
+    out: Optional[OutDir] = Field(None, description="Run directory [default: runs/fed-<dataset>-<clients>c].")
     resume: bool = Field(False, description="Continue from the last round checkpointed in --out.")
     quiet: bool = Field(False, description="No per-round output.")
     verbose: bool = Field(False, description="Show Flower's and Ray's logs.")
+
+    @model_validator(mode="after")
+    def _run_dir(self) -> "FedRunJob":
+        check_run_dir(self.run_dir(), "fed-run", self.resume, "supernet.safetensors")  # federated.strategy.CHECKPOINT
+        return self
 
     def fed_config(self) -> FedConfig:
         return FedConfig(**self.model_dump(include=set(FedConfig.model_fields)))

@@ -8,25 +8,26 @@ from typing import Any, Literal, Optional
 from pydantic import ConfigDict, Field
 
 from ..errors import SkipswitchError
+from ..io import OutDir
 from .base import JobConfig, JobResult
 
 
 class EstimateJob(JobConfig):
     model: str = Field("resnet20", description="Registry model name (ignored with --checkpoint).")
     checkpoint: Optional[Path] = Field(None, description="Estimate this checkpoint's architecture instead.")
-    precision: int = Field(16, description="Fixed-point bits of weights and activations (8 and 16 are the defaults studied).")
+    precision: int = Field(16, ge=2, le=32, description="Fixed-point bits of weights and activations (8 and 16 are the defaults studied).")
     part: str = Field("zu7ev", description="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p.")
-    reuse_factor: Optional[int] = Field(None, description="hls4ml reuse factor for every layer [default: the layer's fan-in].")
-    srl_max_bits: int = Field(1024, description="FIFOs up to this many bits become shift registers (Vitis auto_srl_max_bits).")
+    reuse_factor: Optional[int] = Field(None, ge=1, le=1_000_000, description="hls4ml reuse factor for every layer [default: the layer's fan-in].")
+    srl_max_bits: int = Field(1024, ge=0, description="FIFOs up to this many bits become shift registers (Vitis auto_srl_max_bits).")
     skip_fifo_impl: str = Field("auto", description="Skip FIFOs: auto (the memory rule), srl, lutram or bram (forced).")
     fifo_depth_policy: str = Field("optimized", description="default (hls4ml: every stream H*W deep) or optimized (the FIFO optimiser's depths).")
-    lutram_max_depth: int = Field(0, description="Non-SRL FIFOs up to this depth use LUTRAM (0: never, Vitis' automatic rule).")
+    lutram_max_depth: int = Field(0, ge=0, description="Non-SRL FIFOs up to this depth use LUTRAM (0: never, Vitis' automatic rule).")
     strategy: str = Field("resource", description="hls4ml Strategy for reuse factors > 1: latency or resource.")
-    lut_mult_max_bits: int = Field(8, description="Multipliers up to this width use LUTs instead of DSPs.")
-    num_classes: int = Field(10, description="Classes of the registry model.")
-    in_channels: int = Field(3, description="Input channels of the registry model.")
-    input_size: int = Field(32, description="Input height = width of the registry model.")
-    out: Optional[Path] = Field(None, description="Write estimate.json, estimate.md and estimate.png here.")
+    lut_mult_max_bits: int = Field(8, ge=0, le=64, description="Multipliers up to this width use LUTs instead of DSPs.")
+    num_classes: int = Field(10, ge=1, le=100_000, description="Classes of the registry model.")
+    in_channels: int = Field(3, ge=1, le=1024, description="Input channels of the registry model.")
+    input_size: int = Field(32, ge=8, le=1024, description="Input height = width of the registry model.")
+    out: Optional[OutDir] = Field(None, description="Write estimate.json, estimate.md and estimate.png here.")
 
 
 class EstimateResult(JobResult):
@@ -43,12 +44,12 @@ class EstimateResult(JobResult):
 
 class Hls4mlJob(JobConfig):
     checkpoint: Path = Field(..., description="A model checkpoint (.safetensors).")
-    out: Path = Field(..., description="Directory for the hls4ml project and hls4ml_report.json.")
-    precision: int = Field(16, description="Total fixed-point bits (ap_fixed<precision, integer-bits>).")
-    integer_bits: int = Field(6, description="Integer bits of the fixed-point type, sign included.")
-    reuse_factor: int = Field(1, description="hls4ml reuse factor (>1 selects the Resource strategy).")
+    out: OutDir = Field(..., description="Directory for the hls4ml project and hls4ml_report.json.")
+    precision: int = Field(16, ge=2, le=64, description="Total fixed-point bits (ap_fixed<precision, integer-bits>).")
+    integer_bits: int = Field(6, ge=1, le=64, description="Integer bits of the fixed-point type, sign included.")
+    reuse_factor: int = Field(1, ge=1, le=1_000_000, description="hls4ml reuse factor (>1 selects the Resource strategy).")
     part: str = Field("zu7ev", description="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p.")
-    images: int = Field(100, description="Test images to compare C simulation with PyTorch on.")
+    images: int = Field(100, ge=1, le=100_000, description="Test images to compare C simulation with PyTorch on.")
     hls4ml_depths: bool = Field(False, description="FIFO depth policy 'default': keep hls4ml's H*W stream depths instead of the estimator's ('optimized').")
     synth: bool = Field(False, description="Also run Vitis HLS synthesis (needs vitis_hls on PATH).")
     data_dir: Optional[Path] = Field(None, description="Directory holding a local dataset.")
@@ -128,8 +129,6 @@ def hls4ml(job: Hls4mlJob) -> Hls4mlResult:
     from ..data import load_dataset
     from ..fpga.hls4ml_export import export_hls4ml
 
-    if job.images < 1:
-        raise SkipswitchError(f"--images must be positive, got {job.images}")
     model, meta = load_model(job.checkpoint)
     ds_meta = meta.get("dataset", {})
     dataset = load_dataset(ds_meta.get("name", "digits"), job.data_dir, seed=ds_meta.get("seed", 0))

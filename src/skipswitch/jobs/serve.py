@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-from ..errors import SkipswitchError
+from ..io import OutFile, utf8_file_unless
+from ..training.config import Seed
+from ..serve.loadgen import TRACES  # numpy only, no torch
 from .base import JobConfig, JobResult
 
 
@@ -16,16 +19,19 @@ class ServeJob(JobConfig):
     checkpoint: Path = Field(..., description="Supernet checkpoint (supernet.safetensors) with per-subnet BN statistics.")
     pareto: Optional[Path] = Field(None, description="Pareto set JSON from `skipswitch supernet search` "
                                                      "[default: the subnets whose BN statistics the checkpoint holds].")
-    port: int = Field(8000, description="TCP port on --host.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port on --host.")
     host: str = Field("127.0.0.1", description="Address to listen on.")
     mode: str = Field("inplace", description="Switching: inplace, temporal, spatial or budget.")
     policy: str = Field("slackfit", description="slackfit (SuperServe), slackfit-noshed, max-on-time (the earlier rule), fixed-largest, fixed-smallest or fixed:<subnet>.")
-    queue: int = Field(256, description="Bounded queue length; more waiting requests get 503.")
-    deadline_ms: Optional[float] = Field(None, description="Deadline for requests that give none.")
-    device: str = Field("cpu", description="cpu or cuda.")
-    threads: int = Field(1, description="torch intra-op threads (1 keeps latency profiles stable on a shared CPU).")
-    max_batch: int = Field(32, description="Largest dynamic batch (profiled at powers of two).")
-    switch_interval_ms: float = Field(0.2, description="Python GIL switch interval (ms).")
+    queue: int = Field(256, ge=1, le=1_000_000, description="Bounded queue length; more waiting requests get 503.")
+    deadline_ms: Optional[float] = Field(None, gt=0, description="Deadline for requests that give none.")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
+    threads: int = Field(1, ge=1, le=1024, description="torch intra-op threads (1 keeps latency profiles stable on a shared CPU).")
+    max_batch: int = Field(32, ge=1, le=256, description="Largest dynamic batch (profiled at powers of two).")
+    switch_interval_ms: float = Field(0.2, gt=0, le=1000, description="Python GIL switch interval (ms).")
+    token: Optional[str] = Field(None, min_length=8, description="Require 'Authorization: Bearer TOKEN' on every path "
+                                 "but /health [default: $SKIPSWITCH_TOKEN; the variable keeps it out of `ps`].")
+    api_docs: bool = Field(False, description="Serve /docs, /redoc and /openapi.json.")
 
 
 class ServeResult(JobResult):
@@ -35,16 +41,16 @@ class ServeResult(JobResult):
 
 
 class LoadgenJob(JobConfig):
-    trace: str = Field("poisson", description="poisson, bursty, or a file of arrival times (seconds).")
-    rate: float = Field(50.0, description="Mean requests per second.")
-    duration: float = Field(10.0, description="Seconds of load (at most 3600).")
+    trace: Annotated[str, AfterValidator(utf8_file_unless(*TRACES))] = Field("poisson", description="poisson, bursty, ramp, azure, or a file of arrival times (seconds).")
+    rate: float = Field(50.0, gt=0, le=100_000, description="Mean requests per second.")
+    duration: float = Field(10.0, gt=0, le=3600, description="Seconds of load (at most 3600).")
     url: str = Field("http://127.0.0.1:8000", description="Server URL (loopback only).")
-    deadline_ms: Optional[float] = Field(100.0, description="Deadline sent with every request.")
+    deadline_ms: Optional[float] = Field(100.0, gt=0, description="Deadline sent with every request.")
     subnet: Optional[str] = Field(None, description="Name a subnet for every request.")
-    accuracy_floor: Optional[float] = Field(None, description="Accuracy floor for every request.")
+    accuracy_floor: Optional[float] = Field(None, ge=0, le=1, description="Accuracy floor for every request.")
     dataset: str = Field("digits", description="Inputs (and labels) from this dataset's test split.")
-    seed: int = Field(0, description="Trace seed.")
-    out: Optional[Path] = Field(None, description="Write the report as JSON here.")
+    seed: Seed = Field(0, description="Trace seed.")
+    out: Optional[OutFile] = Field(None, description="Write the report as JSON here.")
 
 
 class LoadgenResult(JobResult):
@@ -63,43 +69,46 @@ class LoadgenResult(JobResult):
 
 def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) -> ServeResult:
     """Load the checkpoint once, profile its Pareto set, call ``on_ready(engine)``, and serve until
-    stopped (SIGINT/SIGTERM: uvicorn drains the queue, then this returns)."""
+    stopped (SIGINT/SIGTERM: new requests get 503 while the queue drains, then this returns)."""
+    import tempfile
+    from contextlib import nullcontext
+
     import torch
     import uvicorn
 
     from ..serve.engine import ServingEngine
     from ..serve.policy import make_policy
-    from ..serve.server import create_app, loopback_socket
+    from ..serve.server import LOOPBACK_HOSTS, create_app, draining_server, loopback_socket
 
-    if job.threads < 1 or job.max_batch < 1 or not (0 < job.port < 65536) or not job.switch_interval_ms > 0:
-        raise SkipswitchError(f"invalid --threads={job.threads}, --max-batch={job.max_batch}, --port={job.port} "
-                              f"or --gil-switch-ms={job.switch_interval_ms}")
+    token = job.token or os.environ.get("SKIPSWITCH_TOKEN") or None
+    if job.host not in LOOPBACK_HOSTS and token is None:
+        print(f"warning: serving on {job.host}, beyond loopback, without authentication; "
+              "set SKIPSWITCH_TOKEN (or --token) to require a bearer token", file=sys.stderr)
     torch.set_num_threads(job.threads)
     # The engine thread runs many small Python-level ops; with the default 5 ms GIL switch
     # interval the HTTP event loop waits up to 5 ms at every hand-over (convoy effect).
     sys.setswitchinterval(job.switch_interval_ms / 1e3)
     sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b < job.max_batch] + [job.max_batch]
-    engine = ServingEngine.from_checkpoint(job.checkpoint, job.pareto, mode=job.mode, device=job.device,
-                                           batch_sizes=sizes)
-    app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue, default_deadline_ms=job.deadline_ms)
-    on_ready(engine)
-    sock = loopback_socket(job.host, job.port) if job.host in ("127.0.0.1", "localhost", "::1") else None
-    config = uvicorn.Config(app, host=job.host, port=job.port, log_level="warning", timeout_graceful_shutdown=30)
-    try:
-        uvicorn.Server(config).run(sockets=[sock] if sock else None)
-    except KeyboardInterrupt:  # uvicorn re-raises the signal after its graceful shutdown
-        pass
+    # temporal mode's per-subnet files live in a directory this job owns and removes on every exit
+    temporal = job.mode == "temporal"
+    with tempfile.TemporaryDirectory(prefix="skipswitch-temporal-") if temporal else nullcontext() as work_dir:
+        engine = ServingEngine.from_checkpoint(job.checkpoint, job.pareto, mode=job.mode, device=job.device,
+                                               batch_sizes=sizes, **({"work_dir": work_dir} if temporal else {}))
+        app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue,
+                         default_deadline_ms=job.deadline_ms, token=token, api_docs=job.api_docs)
+        on_ready(engine)
+        sock = loopback_socket(job.host, job.port) if job.host in LOOPBACK_HOSTS else None
+        config = uvicorn.Config(app, host=job.host, port=job.port, log_level="warning", timeout_graceful_shutdown=30)
+        draining_server(config, app.state.scheduler).run(sockets=[sock] if sock else None)
     return ServeResult(subnets=len(engine.subnets), switches=engine.switches)
 
 
 def loadgen(job: LoadgenJob) -> LoadgenResult:
     import asyncio
 
-    from ..serve.loadgen import TRACES, check_loopback, load_inputs, make_trace, read_trace, run_load
+    from ..serve.loadgen import check_loopback, load_inputs, make_trace, read_trace, run_load
 
     check_loopback(job.url)
-    if job.deadline_ms is not None and job.deadline_ms <= 0:
-        raise SkipswitchError(f"--deadline-ms must be positive, got {job.deadline_ms}")
     builtin = job.trace in TRACES
     arrivals = make_trace(job.trace, job.rate, job.duration, job.seed) if builtin else read_trace(job.trace, job.duration)
     inputs, labels = load_inputs(job.url, job.dataset, job.seed)

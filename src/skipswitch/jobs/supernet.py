@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .base import JobConfig, JobResult, RunOptions
-from ..training.config import RuntimeConfig
+from ..io import OutDir
+from ..training.config import MAX_EPOCHS, RuntimeConfig, Seed
+from .base import JobConfig, JobResult, RunOptions, check_dataset_fits, check_run_dir
 from .training import TrainResult, launched_on_ranks, save_on_rank0
 
 
@@ -17,16 +18,21 @@ class SupernetTrainJob(RunOptions, RuntimeConfig):
     dataset: str = Field("digits", description="digits, mnist5k, cifar10, cifar100, svhn or imagefolder.")
     skip_mode: str = Field("long", description="Skip mode of every block: long, short or none.")
     strategy: str = Field("sandwich", description="sandwich (in-place distillation), progressive (OFA) or compound (CompOFA).")
-    n_random: int = Field(2, description="Random subnets per step besides the largest and smallest.")
-    sort_every: int = Field(1, description="Sort inner channels by importance every K epochs (0: never).")
-    base_width: Optional[int] = Field(None, description="resnet-cifar: channels of stage 1 at width 1.0 [16].")
-    max_depth: Optional[int] = Field(None, description="resnet-cifar: most blocks per stage [3].")
-    out: Optional[Path] = Field(None, description="Run directory [default: runs/supernet-<space>-<dataset>-<skip-mode>].")
-    epochs: int = Field(30, description="Training epochs (> 0).")
-    batch_size: int = Field(64, description="Mini-batch size (> 0).")
-    lr: float = Field(0.1, description="Initial learning rate (cosine schedule, SGD with Nesterov momentum 0.9).")
-    weight_decay: float = Field(1e-4, description="L2 weight decay.")
-    seed: int = Field(0, description="Seed for weights, splits, sampling and search.")
+    n_random: int = Field(2, ge=0, le=64, description="Random subnets per step besides the largest and smallest.")
+    sort_every: int = Field(1, ge=0, description="Sort inner channels by importance every K epochs (0: never).")
+    base_width: Optional[int] = Field(None, ge=4, le=1024, description="resnet-cifar: channels of stage 1 at width 1.0 [16].")
+    max_depth: Optional[int] = Field(None, ge=1, le=32, description="resnet-cifar: most blocks per stage [3].")
+    out: Optional[OutDir] = Field(None, description="Run directory [default: runs/supernet-<space>-<dataset>-<skip-mode>].")
+    epochs: int = Field(30, gt=0, le=MAX_EPOCHS, description="Training epochs (> 0).")
+    batch_size: int = Field(64, gt=0, le=1_000_000, description="Mini-batch size (> 0).")
+    lr: float = Field(0.1, gt=0, description="Initial learning rate (cosine schedule, SGD with Nesterov momentum 0.9).")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay.")
+    seed: Seed = Field(0, description="Seed for weights, splits, sampling and search.")
+
+    @model_validator(mode="after")
+    def _run_dir(self) -> "SupernetTrainJob":
+        check_run_dir(self.run_dir(), "supernet-train")
+        return self
 
     def run_dir(self) -> Path:
         return self.out or Path("runs") / f"supernet-{self.space}-{self.dataset}-{self.skip_mode}"
@@ -46,13 +52,13 @@ class SupernetTrainResult(TrainResult):
 class SearchJob(JobConfig):
     checkpoint: Path = Field(..., description="A supernet checkpoint (supernet.safetensors).")
     cost: str = Field("macs", description="Cost objective: macs, params, cpu-latency (or a registered one).")
-    population: int = Field(16, description="NSGA-II population size.")
-    generations: int = Field(8, description="NSGA-II generations.")
-    calibration: int = Field(4, description="Training batches used to recalibrate each subnet's BatchNorm.")
-    out: Optional[Path] = Field(None, description="Output directory [default: the checkpoint's directory / search-<cost>].")
+    population: int = Field(16, ge=2, le=10_000, description="NSGA-II population size.")
+    generations: int = Field(8, ge=1, le=10_000, description="NSGA-II generations.")
+    calibration: int = Field(4, ge=1, le=10_000, description="Training batches used to recalibrate each subnet's BatchNorm.")
+    out: Optional[OutDir] = Field(None, description="Output directory [default: the checkpoint's directory / search-<cost>].")
     dataset: Optional[str] = Field(None, description="Dataset [default: the checkpoint's].")
     data_dir: Optional[Path] = Field(None, description="Directory holding a local dataset (CIFAR, SVHN, ImageFolder).")
-    seed: int = Field(0, description="Seed for weights, splits, sampling and search.")
+    seed: Seed = Field(0, description="Seed for weights, splits, sampling and search.")
 
 
 class ParetoPoint(BaseModel):
@@ -123,6 +129,7 @@ def search(job: SearchJob) -> SearchResult:
     supernet, meta = load_supernet(job.checkpoint)
     ds_meta = meta.get("dataset", {})
     ds = load_dataset(job.dataset or ds_meta.get("name", "digits"), job.data_dir, seed=ds_meta.get("seed", 0))
+    check_dataset_fits(job.checkpoint, ds_meta, ds.to_dict())
     out = job.out or job.checkpoint.parent / f"search-{job.cost}"
     supernet.bn_stats.clear()
     supernet.bn_configs.clear()

@@ -5,18 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..training.config import TrainConfig
-from .base import JobResult, RunOptions
+from ..io import OutDir
+from ..training.config import Seed, TrainConfig
+from .base import JobResult, RunOptions, check_dataset_fits, check_run_dir
 
 
 class TrainJob(TrainConfig, RunOptions):
     model: str = Field("resnet20", description="Model name from the registry (see `skipswitch models`).")
     dataset: str = Field("digits", description="digits, mnist5k, cifar10, cifar100, svhn or imagefolder.")
     skip_mode: str = Field("long", description="long (teacher), short, or none (no-skip baseline).")
-    out: Optional[Path] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<skip-mode>].")
-    image_size: Optional[int] = Field(None, gt=0, description="imagefolder: training crop size [32].")
+    out: Optional[OutDir] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<skip-mode>].")
+    image_size: Optional[int] = Field(None, ge=8, le=1024, description="imagefolder: training crop size [32].")
+
+    @model_validator(mode="after")
+    def _run_dir(self) -> "TrainJob":
+        check_run_dir(self.run_dir(), "train")
+        return self
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**self.model_dump(include=set(TrainConfig.model_fields)))
@@ -30,14 +36,20 @@ class TailorJob(TrainConfig, RunOptions):
     method: str = Field(..., description="remove (Skip Remover) or shorten (Skip Shortener).")
     model: Optional[str] = Field(None, description="Student architecture; must equal the teacher's.")
     dataset: Optional[str] = Field(None, description="Dataset [default: the teacher's].")
-    out: Optional[Path] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<method>].")
+    out: Optional[OutDir] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<method>].")
     kd: str = Field("mse", description="KD loss: mse (Tailor reference) or kl (softened, with --temperature).")
-    alpha: float = Field(0.35, description="Weight of the distillation term; 1 - alpha weighs cross-entropy.")
-    temperature: float = Field(4.0, description="Softmax temperature for --kd kl.")
-    every: int = Field(3, description="Alter the next skip every K epochs.")
+    alpha: float = Field(0.35, ge=0, le=1, description="Weight of the distillation term; 1 - alpha weighs cross-entropy.")
+    temperature: float = Field(4.0, gt=0, le=1000, description="Softmax temperature for --kd kl.")
+    every: int = Field(3, ge=1, le=1000, description="Alter the next skip every K epochs.")
     order: str = Field("input", description="Which skip first: input (reference), output, cost (largest skip "
                                             "buffer first), or another registered order.")
     lr: float = Field(0.05, gt=0, description="Initial learning rate.")  # fine-tuning from the teacher
+
+    @model_validator(mode="after")
+    def _run_dir(self) -> "TailorJob":
+        if self.out is not None:  # the default directory is named from the teacher's metadata (read later)
+            check_run_dir(self.out, "tailor")
+        return self
 
     train_config = TrainJob.train_config
 
@@ -86,7 +98,7 @@ class TailorResult(TrainResult):
 class EvalJob(RunOptions):
     checkpoint: Path = Field(..., description="A model checkpoint (.safetensors).")
     dataset: Optional[str] = Field(None, description="Dataset [default: the checkpoint's].")
-    seed: Optional[int] = Field(None, description="Split seed [default: the checkpoint's].")
+    seed: Optional[Seed] = Field(None, description="Split seed [default: the checkpoint's].")
 
 
 class EvalResult(JobResult):
@@ -171,6 +183,7 @@ def evaluate(job: EvalJob) -> EvalResult:
     ds_meta = meta.get("dataset", {})
     ds = load_dataset(job.dataset or ds_meta.get("name", "digits"), job.data_dir,
                       seed=job.seed if job.seed is not None else ds_meta.get("seed", 0))
+    check_dataset_fits(job.checkpoint, ds_meta, ds.to_dict())
     loss, acc = evaluate_model(model, ds.test)
     summary = trace(model).to_dict()
     return EvalResult(checkpoint=str(job.checkpoint), dataset=ds.name, test_acc=acc, test_loss=loss,

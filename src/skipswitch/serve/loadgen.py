@@ -1,4 +1,4 @@
-"""Open-loop load generator (asyncio + httpx) for the serving endpoint.
+"""Open-loop load generator (raw asyncio keep-alive HTTP connections) for the serving endpoint.
 
 Arrivals follow a trace fixed in advance - Poisson, bursty (a two-rate modulated Poisson
 process with the same mean rate), a linear ramp, an Azure-Functions-like trace (see
@@ -155,6 +155,7 @@ class LoadReport:
     goodput: float  # 200 answers within the deadline per second
     wall_s: float
     subnets: dict[str, int] = field(default_factory=dict)
+    error_reasons: dict[str, int] = field(default_factory=dict)  # the server's (or the connection's) words
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,50 +166,147 @@ class LoadReport:
                 f"errors {self.errors}  SLO attainment {self.slo_attainment:.3f}  "
                 f"served accuracy {fmt(self.served_accuracy, '.4f')}  measured {fmt(self.measured_accuracy, '.4f')}  "
                 f"p50 {fmt(self.p50_ms, '.2f')} ms  p99 {fmt(self.p99_ms, '.2f')} ms  "
-                f"throughput {self.throughput:.1f}/s  subnets {self.subnets}")
+                f"throughput {self.throughput:.1f}/s  subnets {self.subnets}"
+                + "".join(f"\n  {n} x {reason}" for reason, n in self.error_reasons.items()))
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(values), q)) if values else None
 
 
+def auth_headers() -> dict[str, str]:
+    """The bearer token the server wants (``SKIPSWITCH_TOKEN``), if any."""
+    import os
+
+    token = os.environ.get("SKIPSWITCH_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class KeepAlivePool:
+    """At most ``size`` keep-alive HTTP/1.1 connections over raw asyncio streams. A request takes an
+    idle connection (or opens one while under ``size``, else waits); the lean path (one pre-encoded
+    request, a Content-Length response) keeps the generator's own cost per request small, so it can
+    drive the server well past its capacity without becoming the bottleneck."""
+
+    def __init__(self, host: str, port: int, size: int = 256):
+        self.host, self.port, self.size = host, port, size
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened = 0
+        self.freed = asyncio.Condition()
+
+    async def _take(self, fresh: bool = False):
+        """(connection, whether it was kept alive from an earlier request)."""
+        async with self.freed:
+            while not fresh and not self.idle and self.opened >= self.size:
+                await self.freed.wait()
+            if self.idle and not fresh:
+                return self.idle.pop(), True
+            self.opened += 1
+        try:
+            return await asyncio.open_connection(self.host, self.port), False
+        except BaseException:
+            await self._drop(None)
+            raise
+
+    async def _give(self, conn) -> None:
+        async with self.freed:
+            self.idle.append(conn)
+            self.freed.notify()
+
+    async def _drop(self, conn) -> None:
+        if conn is not None:
+            conn[1].close()
+        async with self.freed:
+            self.opened -= 1
+            self.freed.notify()
+
+    async def request(self, raw: bytes, fresh: bool = False) -> tuple[int, bytes]:
+        """Send one pre-encoded request; (status, body) of the answer. A kept-alive connection the
+        server closed meanwhile (its idle timeout) is replaced and the request sent again, once."""
+        conn, reused = await self._take(fresh)
+        reader, writer = conn
+        try:
+            writer.write(raw)
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionResetError("the server closed the connection")
+        except (ConnectionError, asyncio.IncompleteReadError):
+            await self._drop(conn)
+            if reused:
+                return await self.request(raw, fresh=True)
+            raise
+        except BaseException:
+            await self._drop(conn)
+            raise
+        try:
+            status, length, close = int(status_line.split()[1]), 0, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            body = await reader.readexactly(length)
+        except BaseException:
+            await self._drop(conn)
+            raise
+        await (self._drop(conn) if close else self._give(conn))
+        return status, body
+
+    async def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
+def encode_post(host: str, path: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    head = {"Host": host, "Content-Type": "application/json", "Content-Length": str(len(body)), **(headers or {})}
+    return (f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n").encode() + body
+
+
 async def run_load(url: str, arrivals: Sequence[float], inputs: np.ndarray, labels: np.ndarray | None = None, *,
                    deadline_ms: float | None = 100.0, options: dict[str, Any] | None = None,
-                   trace_name: str = "trace", timeout: float = 30.0, max_connections: int = 512) -> LoadReport:
-    """Send ``inputs[i % len]`` at ``arrivals[i]`` seconds; collect outcomes."""
-    import httpx
+                   trace_name: str = "trace", timeout: float = 30.0, max_connections: int = 1024) -> LoadReport:
+    """Send ``inputs[i % len]`` at ``arrivals[i]`` seconds; collect outcomes. Requests are encoded
+    once per input before the clock starts and sent over a pool of keep-alive connections."""
+    from urllib.parse import urlsplit
 
     check_loopback(url)
     if len(arrivals) > MAX_REQUESTS:
         raise SkipswitchError(f"{len(arrivals):,} arrivals exceed the limit {MAX_REQUESTS:,}")
-    payloads = [inputs[i].tolist() for i in range(len(inputs))]
+    parts = urlsplit(url)
     extra = {k: v for k, v in (options or {}).items() if v is not None}
     if deadline_ms is not None:
         extra["deadline_ms"] = deadline_ms
+    path = parts.path.rstrip("/") + "/v1/predict"
+    raws = [encode_post(parts.netloc, path, {"inputs": [inputs[i].tolist()], **extra}, auth_headers())
+            for i in range(min(len(inputs), len(arrivals)) or 1)]
+    pool = KeepAlivePool(parts.hostname, parts.port or 80, max_connections)
     records: list[dict[str, Any]] = []
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
 
-    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout, limits=limits) as client:
-        async def one(i: int, at: float, start: float) -> None:
-            delay = start + at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            sent = time.perf_counter()
-            record: dict[str, Any] = {"index": i}
-            try:
-                r = await client.post("/v1/predict", json={"inputs": [payloads[i % len(payloads)]], **extra})
-                record["status"] = r.status_code
-                body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
-            except (httpx.HTTPError, json.JSONDecodeError) as exc:
-                record["status"], body = None, {"error": str(exc)}
-            record["latency_s"] = time.perf_counter() - sent
-            record["body"] = body
-            records.append(record)
+    async def one(i: int, at: float, start: float) -> None:
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent = time.perf_counter()
+        record: dict[str, Any] = {"index": i}
+        try:
+            record["status"], raw = await asyncio.wait_for(pool.request(raws[i % len(raws)]), timeout)
+            body = json.loads(raw) if raw else {}
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+            record["status"], body = None, {"error": f"{type(exc).__name__}: {exc}"}
+        record["latency_s"] = time.perf_counter() - sent
+        record["body"] = body
+        records.append(record)
 
-        start = time.perf_counter() + 0.05
+    start = time.perf_counter() + 0.05
+    try:
         await asyncio.gather(*(one(i, at, start) for i, at in enumerate(arrivals)))
-        wall = max(time.perf_counter() - start, 1e-9)
-
+    finally:
+        await pool.close()
+    wall = max(time.perf_counter() - start, 1e-9)
     return build_report(records, labels, deadline_ms, trace_name, wall)
 
 
@@ -227,6 +325,11 @@ def build_report(records: list[dict[str, Any]], labels: np.ndarray | None, deadl
                                    for r in ok)
     latencies = [r["latency_s"] * 1e3 for r in ok]
     reasons = [r["body"].get("reason") for r in records if r["status"] == 503]
+    errors: dict[str, int] = {}
+    for r in records:
+        if r["status"] not in (200, 503):
+            reason = f"{r['status'] or 'no answer'}: {r['body'].get('error', '?')}"
+            errors[reason] = errors.get(reason, 0) + 1
     return LoadReport(
         trace=trace_name, sent=len(records), ok=len(ok), rejected=sum(x != "shed" for x in reasons),
         shed=sum(x == "shed" for x in reasons), errors=sum(r["status"] not in (200, 503) for r in records),
@@ -234,6 +337,7 @@ def build_report(records: list[dict[str, Any]], labels: np.ndarray | None, deadl
         served_accuracy=statistics.fmean(r["body"]["accuracy"] for r in ok) if ok else None,
         measured_accuracy=correct, p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
         throughput=len(ok) / wall, goodput=len(on_time) / wall, wall_s=wall, subnets=dict(sorted(subnets.items())),
+        error_reasons=dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
     )
 
 
@@ -246,9 +350,12 @@ def load_inputs(url: str, dataset: str = "digits", seed: int = 0) -> tuple[np.nd
 
     check_loopback(url)
     try:
-        info = httpx.get(f"{url.rstrip('/')}/v1/subnets", timeout=10).json()
+        answer = httpx.get(f"{url.rstrip('/')}/v1/subnets", timeout=10, headers=auth_headers())
+        info = answer.json()
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
         raise SkipswitchError(f"no skipswitch server answers at {url} ({exc})") from None
+    if answer.status_code != 200:
+        raise SkipswitchError(f"{url}/v1/subnets answered {answer.status_code}: {info.get('error', answer.text[:200])}")
     shape = tuple(info["input_shape"])
     ds = load_dataset(dataset, seed=seed)
     x, y = ds.test.images.numpy(), ds.test.labels.numpy()

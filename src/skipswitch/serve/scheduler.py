@@ -83,9 +83,12 @@ class Scheduler:
 
     # -- intake ----------------------------------------------------------------------------------
     def submit(self, x: torch.Tensor, *, subnet: str | None = None, accuracy_floor: float | None = None,
-               deadline_ms: float | None = None, done: Callable[[Any], None] | None = None) -> Request:
-        """Validate and enqueue; raises SkipswitchError (bad request), QueueFull or ShuttingDown."""
-        arrival = time.monotonic()
+               deadline_ms: float | None = None, done: Callable[[Any], None] | None = None,
+               arrival: float | None = None) -> Request:
+        """Validate and enqueue; raises SkipswitchError (bad request), QueueFull or ShuttingDown.
+        ``arrival`` (``time.monotonic()``, default now) starts the deadline clock: the server passes
+        the moment the request reached it, so time spent in the HTTP layer counts."""
+        arrival = time.monotonic() if arrival is None else arrival
         x = self.engine.check_input(x)
         if x.shape[0] > self.engine.max_batch:
             raise SkipswitchError(f"a request holds {x.shape[0]} examples, more than the largest batch "

@@ -11,15 +11,19 @@ draining, or the policy shed the request because its deadline cannot be met.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import io
+import math
+import time
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator, model_validator
+from typing_extensions import TypeAliasType
 
 from ..io import validation_line
 from ..errors import SkipswitchError
@@ -30,6 +34,18 @@ from .scheduler import QueueFull, Result, Scheduler, Shed, ShuttingDown
 
 NPY_TYPES = ("application/x-npy", "application/octet-stream", "application/npy")
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BUFFERED_BYTES = 4 * MAX_BODY_BYTES  # request bodies held at once, all uploads together
+
+# One example or a batch: nested lists of numbers. Strict, so a JSON true/false is refused, not read as 1/0.
+Numbers = TypeAliasType("Numbers", Union[StrictFloat, StrictInt, list["Numbers"]])
+
+
+class Refused(SkipswitchError):
+    """A request refused with an HTTP status other than 422 (413 too large, 415 media type)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 class PredictOptions(BaseModel):
@@ -39,6 +55,13 @@ class PredictOptions(BaseModel):
     subnet: Optional[str] = None
     accuracy_floor: Optional[float] = Field(None, allow_inf_nan=False)
     deadline_ms: Optional[float] = Field(None, allow_inf_nan=False)
+
+    @field_validator("accuracy_floor", "deadline_ms", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # lax float would take true as 1.0
+            raise ValueError("must be a number, not a boolean")
+        return value
 
     @model_validator(mode="after")
     def _one_choice(self) -> "PredictOptions":
@@ -50,14 +73,14 @@ class PredictOptions(BaseModel):
 class PredictRequest(PredictOptions):
     """The JSON body of ``POST /v1/predict``."""
 
-    inputs: list[Any] = Field(description="One example or a batch: nested lists of numbers of one rectangular shape.")
+    inputs: list[Numbers] = Field(description="One example or a batch: nested lists of numbers of one rectangular shape.")
 
 
-def _error(status: int, message: str, reason: str | None = None) -> JSONResponse:
+def _error(status: int, message: str, reason: str | None = None, headers: dict | None = None) -> JSONResponse:
     body = {"error": " ".join(str(message).split())}  # always one line
     if reason:
         body["reason"] = reason
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _validated(model: type[PredictOptions], data: dict[str, Any] | bytes) -> PredictOptions:
@@ -73,37 +96,121 @@ def _validated(model: type[PredictOptions], data: dict[str, Any] | bytes) -> Pre
             raise SkipswitchError(f"body is not valid JSON ({errors[0]['ctx']['error']})") from None
         if errors[0]["type"] == "model_type":
             raise SkipswitchError("JSON body must be an object with an 'inputs' field") from None
+        if errors[0]["loc"][:1] == ("inputs",):
+            raise SkipswitchError("'inputs' must be nested lists of numbers (not booleans, strings or null)") from None
         raise SkipswitchError(validation_line(exc)) from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer beyond Python's digit limit
+        raise SkipswitchError(f"unreadable request ({type(exc).__name__})") from None
 
 
 def _tensor(array: Any, what: str) -> torch.Tensor:
     try:
-        array = np.asarray(array, dtype=np.float32)
-    except (TypeError, ValueError):
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused by the engine's check
+            array = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise SkipswitchError(f"{what} must be a (nested) list of numbers of one rectangular shape") from None
+    if array.size == 0:
+        raise SkipswitchError(f"{what} holds no examples")
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _npy_array(body: bytes) -> np.ndarray:
+    """The array of a ``.npy`` body, its header checked against the body size before any allocation
+    (np.load would allocate whatever shape the client's header declares)."""
+    from numpy.lib import format as npy
+
+    f = io.BytesIO(body)
+    try:
+        version = npy.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"version {version} is not supported")
+        shape, fortran, dtype = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(f)
+        if any(d < 0 for d in shape):
+            raise ValueError(f"negative dimension in shape {shape}")
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+        raise SkipswitchError(f"body is not a valid .npy array ({str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+    if dtype.hasobject or not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise SkipswitchError(f".npy array has dtype {dtype}; a real numeric dtype is required")
+    count = math.prod(shape)
+    declared, held = count * dtype.itemsize, len(body) - f.tell()
+    if declared > MAX_BODY_BYTES:
+        raise Refused(413, f".npy header declares shape {shape} of {dtype} ({declared:,} bytes), over the limit of "
+                           f"{MAX_BODY_BYTES:,}")
+    if declared != held:
+        raise SkipswitchError(f".npy header declares shape {shape} of {dtype} ({declared:,} bytes) but the body holds "
+                              f"{held:,}")
+    return np.frombuffer(body, dtype=dtype, count=count, offset=f.tell()).reshape(shape, order="F" if fortran else "C")
 
 
 def parse_predict(body: bytes, content_type: str, query: dict[str, str]) -> tuple[torch.Tensor, dict[str, Any]]:
     """(inputs, options) from a request body; any problem is a one-line SkipswitchError."""
     if len(body) > MAX_BODY_BYTES:
-        raise SkipswitchError(f"request body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+        raise Refused(413, f"request body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
     media = content_type.split(";")[0].strip().lower()
     if media in NPY_TYPES:
         options = _validated(PredictOptions, query)
-        try:
-            array = np.load(io.BytesIO(body), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise SkipswitchError(f"body is not a valid .npy array ({str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
-        if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-            raise SkipswitchError(f".npy array has dtype {array.dtype}; a real numeric dtype is required")
-        x = _tensor(array, ".npy array")
-    elif media in ("application/json", ""):
+        x = _tensor(_npy_array(body), ".npy array")
+    elif media == "application/json":
         options = _validated(PredictRequest, body)
         x = _tensor(options.inputs, "'inputs'")
     else:
-        raise SkipswitchError(f"unsupported Content-Type {media!r}; send application/json or application/x-npy")
+        raise Refused(415, f"unsupported Content-Type {media or '(none)'!r}; send application/json or application/x-npy")
     return x, options.model_dump(include=set(PredictOptions.model_fields))
+
+
+class Intake:
+    """The ASGI front of the app, ahead of routing and parsing. It stamps each request's arrival (the
+    deadline clock starts here, not when the handler runs), answers ``/health`` itself (never queued
+    behind inference), checks the bearer token, and reads a predict body only while it stays under
+    ``MAX_BODY_BYTES`` (413 from Content-Length before reading, or as soon as a streamed body passes
+    it), with at most ``MAX_BUFFERED_BYTES`` of bodies held at once (503 "busy" beyond: many large
+    concurrent uploads wait their turn; small requests never meet this cap)."""
+
+    def __init__(self, app, health: Callable[[], dict], scheduler: Scheduler, token: str | None = None):
+        self.app, self.health, self.scheduler, self.token = app, health, scheduler, token
+        self.buffered = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # Time a request waited unread in the socket is not counted; subtracting the event loop's measured
+        # lag was tried and showed no clear gain on the shared machine (reliability.md), so it was dropped.
+        arrival = time.monotonic()
+        if scope["path"] == "/health":
+            return await JSONResponse(self.health())(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.token is not None and not hmac.compare_digest(
+                headers.get("authorization", "").encode(), f"Bearer {self.token}".encode()):
+            return await _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        if scope["path"] != "/v1/predict" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        if len(self.scheduler.queue) >= self.scheduler.capacity:  # cheap shedding: before any parsing
+            self.scheduler.metrics.inc("requests_total", outcome="rejected")
+            return await _error(503, f"queue full ({self.scheduler.capacity} requests waiting); retry later",
+                                "queue_full")(scope, receive, send)
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return await _error(413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")(scope, receive, send)
+        body = bytearray()
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                if len(body) + len(chunk) > MAX_BODY_BYTES:
+                    return await _error(413, f"request body exceeds {MAX_BODY_BYTES} bytes")(scope, receive, send)
+                if self.buffered + len(chunk) > MAX_BUFFERED_BYTES:
+                    return await _error(503, "too many uploads in progress; retry later", "busy")(scope, receive, send)
+                body += chunk
+                self.buffered += len(chunk)
+                if not message.get("more_body"):
+                    break
+        finally:
+            self.buffered -= len(body)
+        scope.setdefault("state", {}).update(arrival=arrival, body=bytes(body))
+        await self.app(scope, receive, send)
 
 
 # The body is read by hand (JSON or .npy) but documented as FastAPI documents a model body.
@@ -113,7 +220,10 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
 
 
 def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
-               default_deadline_ms: float | None = None, drain_timeout: float = 30.0) -> FastAPI:
+               default_deadline_ms: float | None = None, drain_timeout: float = 30.0, token: str | None = None,
+               api_docs: bool = False) -> FastAPI:
+    """The app; ``token`` requires ``Authorization: Bearer <token>`` on every path but /health;
+    ``api_docs`` serves /docs, /redoc and /openapi.json."""
     scheduler = Scheduler(engine, policy, capacity=capacity, default_deadline_ms=default_deadline_ms)
     metrics = scheduler.metrics
 
@@ -124,25 +234,26 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
         # uvicorn has already waited for open requests; serve whatever is still queued.
         await asyncio.to_thread(scheduler.stop, True, drain_timeout)
 
-    app = FastAPI(title="skipswitch serving", lifespan=lifespan)
+    docs = {} if api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="skipswitch serving", lifespan=lifespan, **docs)
     app.state.scheduler = scheduler
     app.state.engine = engine
 
     @app.post("/v1/predict", openapi_extra=PREDICT_BODY)
     async def predict(request: Request):
-        body = await request.body()
-        try:
-            x, options = parse_predict(body, request.headers.get("content-type", ""), dict(request.query_params))
+        try:  # Intake has read the body (bounded) and stamped the arrival
+            x, options = parse_predict(request.state.body, request.headers.get("content-type", ""),
+                                       dict(request.query_params))
             loop = asyncio.get_running_loop()
             future = loop.create_future()
 
             def done(outcome, future=future):
                 loop.call_soon_threadsafe(lambda: future.done() or future.set_result(outcome))
 
-            scheduler.submit(x, done=done, **options)
+            scheduler.submit(x, done=done, arrival=request.state.arrival, **options)
         except SkipswitchError as exc:
             metrics.inc("requests_total", outcome="invalid")
-            return _error(422, str(exc))
+            return _error(getattr(exc, "status", 422), str(exc))
         except QueueFull as exc:
             metrics.inc("requests_total", outcome="rejected")
             return _error(503, str(exc), "queue_full")
@@ -172,8 +283,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
         return {"mode": info["mode"], "device": info["device"], "input_shape": info["input_shape"],
                 "max_batch": info["max_batch"], "memory": info["memory"], "subnets": info["subnets"]}
 
-    @app.get("/health")
-    async def health():
+    def health() -> dict:
         return {"status": "ok" if scheduler.accepting else "draining", "mode": engine.mode,
                 "active": engine.active.name if engine.active else None, "queue_depth": len(scheduler.queue),
                 "subnets": len(engine.subnets)}
@@ -182,7 +292,41 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     async def prometheus():
         return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
+    app.add_middleware(Intake, health=health, scheduler=scheduler, token=token)
+
     return app
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def draining_server(config, scheduler: Scheduler, drain_timeout: float = 30.0, grace_s: float = 0.5):
+    """A uvicorn server whose first SIGINT/SIGTERM drains instead of closing the door: the scheduler
+    stops accepting (requests arriving now get the documented 503 "shutting_down", as the listening
+    socket stays open), the queue is served, ``grace_s`` later the server exits; a second signal
+    exits at once."""
+    import threading
+
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        draining = False
+
+        def handle_exit(self, sig, frame) -> None:  # not recorded: uvicorn would re-raise it after the drain
+            if self.draining:
+                self.should_exit = self.force_exit = True
+                return
+            self.draining = True
+            threading.Thread(target=self._drain, name="skipswitch-drain", daemon=True).start()
+
+        def _drain(self) -> None:
+            with scheduler.cond:
+                scheduler.accepting = False
+                scheduler.cond.wait_for(lambda: not scheduler.queue and not scheduler.in_flight, drain_timeout)
+            time.sleep(grace_s)
+            self.should_exit = True
+
+    return DrainingServer(config)
 
 
 def loopback_socket(host: str = "127.0.0.1", port: int = 0):
@@ -210,8 +354,8 @@ def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_
 
     sock = loopback_socket(host, port)
     config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    app.state.uvicorn_server = server  # lets a caller ask for a graceful stop (should_exit)
+    server = draining_server(config, app.state.scheduler)
+    app.state.uvicorn_server = server  # lets a caller stop it (should_exit) or drain it (handle_exit)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout

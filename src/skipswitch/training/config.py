@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import SkipswitchError
+from ..io import validation_line
+
+# numpy and scikit-learn take seeds in [0, 2**32); bounds here reject a bad one before any work.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+# A sane ceiling on epochs/rounds: more is a typo, not a run (10**20 would run forever).
+MAX_EPOCHS = 100_000
 
 
 class RuntimeConfig(BaseModel):
@@ -31,9 +37,9 @@ class TrainConfig(RuntimeConfig):
     """SGD hyper-parameters. Defaults follow the Tailor reference scripts, except the
     cosine schedule (our runs are far shorter than its 200 epochs with StepLR(30))."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    epochs: int = Field(30, gt=0)
+    epochs: int = Field(30, gt=0, le=MAX_EPOCHS)
     batch_size: int = Field(64, gt=0)
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
@@ -43,7 +49,7 @@ class TrainConfig(RuntimeConfig):
     step_size: int = Field(30, gt=0)
     gamma: float = Field(0.1, gt=0, le=1)
     warmup_epochs: int = Field(0, ge=0)
-    seed: int = 0
+    seed: Seed = 0
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate for ``epoch`` (0-based); computed, so resuming needs no scheduler state."""
@@ -68,6 +74,4 @@ def validated(cls: type[BaseModel], **values) -> BaseModel:
     try:
         return cls(**values)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "config"
-        raise SkipswitchError(f"invalid {field}={err.get('input')!r}: {err['msg']}") from None
+        raise SkipswitchError(validation_line(exc)) from None

@@ -1,0 +1,365 @@
+"""The HTTP server under hostile input: malformed bodies are one-line 4xx (never 500), bodies are
+refused before they are held in memory, deadlines run from arrival, optional bearer-token auth,
+API docs off by default, and a drain that answers late arrivals with 503."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from skipswitch.serve.policy import make_policy
+
+from test_serve import _engine, supernet_and_configs  # noqa: F401  (module-scoped fixture)
+
+ONE = torch.zeros(1, 1, 8, 8).tolist()
+
+
+@pytest.fixture(scope="module")
+def engine(supernet_and_configs):  # noqa: F811
+    return _engine(supernet_and_configs)
+
+
+def _app(engine, **kw):
+    from skipswitch.serve.server import create_app
+
+    engine.active = None
+    return create_app(engine, make_policy("slackfit", engine), capacity=kw.pop("capacity", 8), **kw)
+
+
+@pytest.fixture()
+def client(engine):
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(engine)) as c:
+        yield c
+
+
+def _npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _npy_header(shape, dtype="<f4") -> bytes:
+    """A valid .npy header declaring ``shape`` with no data behind it."""
+    header = repr({"descr": dtype, "fortran_order": False, "shape": tuple(shape)}).encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+def _npz() -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, x=np.zeros((1, 1, 8, 8), np.float32))
+    return buf.getvalue()
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a", "b")
+    return buf.getvalue()
+
+
+JSON, NPY = "application/json", "application/x-npy"
+HUGE_INT = "1" * 5001
+DEEP = "[" * 100_000 + "]" * 100_000
+
+# (body, content type, expected status, fragment of the one-line error)
+MALFORMED = [
+    # the five that returned 500
+    (_npz(), NPY, 422, "not a valid .npy"),
+    (_npy_header((10**11,)), NPY, 413, "declares"),
+    (('{"inputs": ' + DEEP + "}").encode(), JSON, 422, "JSON"),
+    (('{"inputs": [' + HUGE_INT + "]}").encode(), JSON, 422, "JSON"),
+    (('{"inputs": [[[0]]], "deadline_ms": ' + HUGE_INT + "}").encode(), JSON, 422, "JSON"),
+    # shapes and values
+    (json.dumps({"inputs": []}).encode(), JSON, 422, "no examples"),
+    (json.dumps({"inputs": [[]]}).encode(), JSON, 422, "no examples"),
+    (_npy(np.zeros((0, 1, 8, 8), np.float32)), NPY, 422, "no examples"),
+    (json.dumps({"inputs": [[[True] * 8] * 8]}).encode(), JSON, 422, "number"),
+    (json.dumps({"inputs": [[[1.0] * 7 + [False]] * 8]}).encode(), JSON, 422, "number"),
+    (_npy(np.zeros((1, 1, 8, 8), bool)), NPY, 422, "dtype bool"),
+    (_npy(np.zeros((1, 1, 8, 8), complex)), NPY, 422, "dtype complex"),
+    (_npy(np.array(["a"] * 64).reshape(1, 1, 8, 8)), NPY, 422, "dtype <U1"),
+    (_npy(np.zeros((1, 1, 8, 8), "datetime64[s]")), NPY, 422, "dtype datetime64"),
+    (json.dumps({"inputs": [[["a"] * 8] * 8]}).encode(), JSON, 422, "number"),
+    (json.dumps({"inputs": [[[None] * 8] * 8]}).encode(), JSON, 422, "number"),
+    (json.dumps({"inputs": [[[{}] * 8] * 8]}).encode(), JSON, 422, "number"),
+    (json.dumps({"inputs": [[[1e39] * 8] * 8]}).encode(), JSON, 422, "infinite"),
+    (b'{"inputs": [[' + b",".join([b"[" + b",".join([b"Infinity"] * 8) + b"]"] * 8) + b']]}', JSON, 422, "infinite"),
+    (json.dumps({"inputs": [[1, 2], [3]]}).encode(), JSON, 422, "rectangular"),
+    (json.dumps({"inputs": [1, 2, 3]}).encode(), JSON, 422, "does not match the served input"),
+    (json.dumps({"inputs": torch.zeros(64, 1, 8, 8).tolist()}).encode(), JSON, 422, "more than the largest batch"),
+    (_npy(np.zeros((1, 3, 8, 8), np.float32)), NPY, 422, "does not match the served input"),
+    (_npy(np.zeros((2, 2), np.float32)), NPY, 422, "does not match the served input"),
+    (_npy(np.float32(1.0)), NPY, 422, "does not match the served input"),
+    # options
+    (json.dumps({"inputs": ONE, "deadline_ms": -3}).encode(), JSON, 422, "deadline_ms"),
+    (json.dumps({"inputs": ONE, "deadline_ms": 0}).encode(), JSON, 422, "deadline_ms"),
+    (json.dumps({"inputs": ONE, "deadline_ms": "soon"}).encode(), JSON, 422, "deadline_ms"),
+    (json.dumps({"inputs": ONE, "deadline_ms": True}).encode(), JSON, 422, "deadline_ms"),
+    (json.dumps({"inputs": ONE, "accuracy_floor": 2}).encode(), JSON, 422, "accuracy_floor"),
+    (json.dumps({"inputs": ONE, "accuracy_floor": 0.999}).encode(), JSON, 422, "above the most accurate"),
+    (json.dumps({"inputs": ONE, "subnet": "s9"}).encode(), JSON, 422, "unknown subnet"),
+    (json.dumps({"inputs": ONE, "subnet": 3}).encode(), JSON, 422, "subnet"),
+    (json.dumps({"inputs": ONE, "subnet": "s0", "accuracy_floor": 0.5}).encode(), JSON, 422, "either subnet"),
+    (json.dumps({"inputs": ONE, "extra": 1}).encode(), JSON, 422, "unknown field"),
+    # envelopes
+    (b"{not json", JSON, 422, "not valid JSON"),
+    (b"", JSON, 422, "JSON"),
+    (b"[1, 2]", JSON, 422, "must be an object"),
+    (b'"inputs"', JSON, 422, "must be an object"),
+    (b"null", JSON, 422, "must be an object"),
+    (b'{"input": [1]}', JSON, 422, "unknown field"),
+    (b'{"inputs": 5}', JSON, 422, "inputs"),
+    (b"\xff\xfe\x00{", JSON, 422, "JSON"),
+    (json.dumps({"inputs": ONE}).encode(), "", 415, "Content-Type"),
+    (json.dumps({"inputs": ONE}).encode(), "text/plain", 415, "Content-Type"),
+    (json.dumps({"inputs": ONE}).encode(), "multipart/form-data; boundary=x", 415, "Content-Type"),
+    (b"\x93NUMPY garbage", NPY, 422, "not a valid .npy"),
+    (b"", NPY, 422, "not a valid .npy"),
+    (_zip(), NPY, 422, "not a valid .npy"),
+    (_npy(np.zeros((1, 1, 8, 8), np.float32))[:-10], NPY, 422, "declares"),
+    (_npy(np.zeros((1, 1, 8, 8), np.float32)) + b"extra", NPY, 422, "declares"),
+    (_npy(np.array([{"a": 1}], dtype=object)), NPY, 422, "dtype object"),
+    (_npy_header((10**6, 10**6), "<f8"), NPY, 413, "declares"),
+    (_npy_header((-1,)), NPY, 422, "not a valid .npy"),
+    (json.dumps({"inputs": ONE}).encode(), "application/x-npy", 422, "not a valid .npy"),
+]
+
+
+def test_enough_malformed_bodies():
+    assert len(MALFORMED) >= 40
+
+
+@pytest.mark.parametrize("body,ctype,status,fragment", MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_body_is_a_one_line_4xx(client, body, ctype, status, fragment):
+    headers = {"Content-Type": ctype} if ctype else {}
+    r = client.post("/v1/predict", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert fragment in error and "\n" not in error, error
+    assert client.get("/health").status_code == 200  # and the server is still up
+
+
+def test_query_options_of_a_npy_body_are_validated(client):
+    body = _npy(np.zeros((1, 1, 8, 8), np.float32))
+    for query, fragment in ((f"deadline_ms={HUGE_INT}", "deadline_ms"), ("deadline_ms=nan", "deadline_ms"),
+                            ("accuracy_floor=x", "accuracy_floor"), ("bogus=1", "unknown field")):
+        r = client.post(f"/v1/predict?{query}", content=body, headers={"Content-Type": NPY})
+        assert r.status_code == 422 and fragment in r.json()["error"], r.text
+
+
+# -- auth, docs, deadlines from arrival --------------------------------------------------------------
+
+def test_bearer_token_guards_everything_but_health(engine):
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(engine, token="s3cret-token")) as c:
+        assert c.get("/health").status_code == 200
+        assert c.get("/v1/subnets").status_code == 401
+        r = c.post("/v1/predict", json={"inputs": ONE}, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and "token" in r.json()["error"]
+        ok = {"Authorization": "Bearer s3cret-token"}
+        assert c.get("/v1/subnets", headers=ok).status_code == 200
+        assert c.post("/v1/predict", json={"inputs": ONE}, headers=ok).status_code == 200
+
+
+def test_api_docs_only_when_asked(engine):
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(engine)) as c:
+        assert [c.get(p).status_code for p in ("/docs", "/redoc", "/openapi.json")] == [404] * 3
+    with TestClient(_app(engine, api_docs=True)) as c:
+        assert [c.get(p).status_code for p in ("/docs", "/redoc", "/openapi.json")] == [200] * 3
+
+
+def test_deadline_runs_from_arrival_not_from_submission(engine):
+    """A request that waited 1 s before reaching the scheduler has no slack left for a 100 ms deadline."""
+    import threading
+    import time
+
+    from skipswitch.serve.scheduler import Result, Scheduler, Shed
+
+    scheduler = Scheduler(engine, make_policy("slackfit", engine))
+    scheduler.start()
+    outcomes, done = [], threading.Semaphore(0)
+
+    def record(outcome):
+        outcomes.append(outcome)
+        done.release()
+
+    try:
+        x = torch.zeros(1, 1, 8, 8)
+        scheduler.submit(x, deadline_ms=100, done=record, arrival=time.monotonic() - 1.0)
+        scheduler.submit(x, deadline_ms=1000, done=record)
+        assert done.acquire(timeout=30) and done.acquire(timeout=30)
+    finally:
+        scheduler.stop()
+    assert sorted(type(o).__name__ for o in outcomes) == ["Result", "Shed"]
+    assert any(isinstance(o, Shed) for o in outcomes) and any(isinstance(o, Result) for o in outcomes)
+
+
+# -- a real loopback server: memory, health under load, drain on SIGTERM ----------------------------
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _raw_post(url: str, headers: dict, body: bytes) -> bytes:
+    """POST over a plain socket (the client's HTTP library would refuse a Content-Length it does not send)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": parts.netloc, **headers}.items())
+        sock.sendall(f"POST /v1/predict HTTP/1.1\r\n{head}\r\n".encode() + body)
+        return sock.recv(65536)
+
+
+def _timed_get(url: str) -> tuple[int, float]:
+    """Status and seconds of a GET on a fresh connection of its own (not queued behind the flood)."""
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    t = time.perf_counter()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("GET", parts.path)
+    status = conn.getresponse().status
+    conn.close()
+    return status, time.perf_counter() - t
+
+
+def test_large_uploads_are_refused_with_bounded_memory(engine):
+    """A 200 MB streamed (chunked) body and a 1 GB Content-Length are refused with 413; the
+    server's memory grows by less than 64 MiB (bodies are read only up to 16 MiB)."""
+    import threading
+
+    import httpx
+
+    from skipswitch.serve.server import run_in_thread
+
+    chunk = b"\0" * (1 << 20)
+    peak, stop = [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            stop.wait(0.005)
+
+    with run_in_thread(_app(engine)) as url:
+        baseline = _rss_bytes()
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            try:
+                streamed = httpx.post(f"{url}/v1/predict", content=(chunk for _ in range(200)),
+                                      headers={"Content-Type": NPY}, timeout=60).status_code
+            except httpx.HTTPError:  # the server answered 413 and closed while the client still sent
+                streamed = 413
+            declared = _raw_post(url, {"Content-Type": NPY, "Content-Length": str(10**9)}, chunk)
+        finally:
+            stop.set()
+            sampler.join()
+        assert streamed == 413 and declared.startswith(b"HTTP/1.1 413"), declared[:200]
+        assert httpx.get(f"{url}/health").status_code == 200
+    growth = peak[0] - baseline
+    assert growth < 64 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB"
+
+
+def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):
+    import asyncio
+    import signal
+
+    import httpx
+
+    from skipswitch.serve.server import run_in_thread
+
+    app = _app(engine, capacity=16)
+    with run_in_thread(app) as url:
+        async def scenario():
+            payload = {"inputs": ONE, "deadline_ms": 50}
+            limits = httpx.Limits(max_connections=300)
+            async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+                flood = [asyncio.create_task(http.post("/v1/predict", json=payload)) for _ in range(200)]
+                await asyncio.sleep(0.05)
+                health = await asyncio.to_thread(_timed_get, f"{url}/health")
+                flood = await asyncio.gather(*flood)
+                queued = [asyncio.create_task(http.post("/v1/predict", json={"inputs": ONE})) for _ in range(8)]
+                while not app.state.scheduler.queue and not any(q.done() for q in queued):
+                    await asyncio.sleep(0.001)
+                app.state.uvicorn_server.handle_exit(signal.SIGTERM, None)  # what the signal does
+                while app.state.scheduler.accepting:
+                    await asyncio.sleep(0.001)
+                late = await http.post("/v1/predict", json={"inputs": ONE})
+                return health, flood, await asyncio.gather(*queued), late
+
+        (health, health_s), flood, queued, late = asyncio.run(scenario())
+    assert health == 200 and health_s < 0.5, health_s
+    assert {r.status_code for r in flood} <= {200, 503}
+    # accepted before the signal: served; arriving after it: 503 shutting_down, never a closed connection
+    assert 200 in [r.status_code for r in queued]
+    assert all(r.status_code == 200 or r.json()["reason"] == "shutting_down" for r in queued)
+    assert late.status_code == 503 and late.json()["reason"] == "shutting_down"
+
+
+def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet_and_configs, tmp_path):  # noqa: F811
+    import signal
+    import subprocess
+    import sys
+
+    from skipswitch.serve.server import free_loopback_port, wait_until_healthy
+    from skipswitch.supernet.io import save_supernet
+
+    from test_serve import _write_pareto
+
+    supernet, configs = supernet_and_configs
+    ckpt = tmp_path / "supernet.safetensors"
+    save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
+    pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    port = free_loopback_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)}
+    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
+                               "--port", str(port), "--max-batch", "4", "--mode", "temporal"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)
+        assert [p.name for p in scratch.iterdir()][0].startswith("skipswitch-temporal-")
+        server.send_signal(signal.SIGTERM)
+        out, _ = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert server.returncode == 0, out
+    assert "stopped: queue drained" in out and "Traceback" not in out
+    assert not list(scratch.iterdir())
+
+
+# -- the load generator ---------------------------------------------------------------------------
+
+def test_loadgen_accounts_for_every_request_and_shows_the_servers_reason(engine, digits):
+    import asyncio
+
+    from skipswitch.serve.loadgen import make_trace, run_load
+    from skipswitch.serve.server import run_in_thread
+
+    x = digits.test.images.numpy()
+    with run_in_thread(_app(engine, capacity=64)) as url:
+        good = asyncio.run(run_load(url, make_trace("poisson", 200, 1.0, seed=1), x, digits.test.labels.numpy(),
+                                    deadline_ms=200))
+        bad = asyncio.run(run_load(url, [0.0, 0.01, 0.02], x, deadline_ms=None, options={"subnet": "s9"}))
+    assert good.sent > 150 and good.ok + good.shed + good.rejected + good.errors == good.sent
+    assert good.errors == 0 and good.ok > 0 and good.p99_ms is not None
+    assert bad.errors == 3 and "422: unknown subnet 's9'" in next(iter(bad.error_reasons)), bad.error_reasons
+    assert "unknown subnet 's9'" in bad.summary()
