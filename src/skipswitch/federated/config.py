@@ -50,8 +50,9 @@ class FedConfig(BaseModel):
                              "rule within that capability (the largest allowed, the smallest and "
                              "client_random_subnets drawn afresh every step), loss averaged over them.")
     client_random_subnets: int = Field(2, ge=0, description="Subnets drawn within the capability per step (sampled).")
-    client_kd: bool = Field(True, description="Sampled subnets learn from the largest allowed subnet's soft outputs "
-                                              "(in-place distillation) instead of the labels.")
+    client_targets: Literal["kd", "labels"] = Field(
+        "kd", description="What the drawn subnets learn from: the largest allowed subnet's soft outputs (kd: in-place "
+                          "distillation) or the labels.")
     kd_temperature: float = Field(1.0, gt=0)
     # -- aggregation ------------------------------------------------------------------------------
     weighting: Literal["count", "samples"] = "samples"
