@@ -134,9 +134,8 @@ class SupernetStrategy(Strategy):
             self.server_optimizer.load_state_dict(load_tensors(path)[0])
 
     def _checkpoint(self, server_round: int) -> None:
-        from ..supernet import save_supernet
-
         from ..checkpoint import save_tensors
+        from ..supernet import save_supernet
 
         meta = {"federated": {"round": server_round, "identity": self.config.run_identity(), "history": self.history,
                               "config": self.config.model_dump()}}
