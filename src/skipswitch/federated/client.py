@@ -1,4 +1,6 @@
-"""The Flower ClientApp: train the received subnet slice on this node's data partition.
+"""The Flower ClientApp: train the received subnet slice on this node's data partition, alone
+(``fixed``) or with the sandwich rule within it (``sampled``: the smallest subnet and subnets
+drawn inside the slice, learning from its soft outputs or the labels).
 
 A train message carries the subnet's tensors (``arrays``, named as in the supernet) and a
 ``config`` record holding a ``ClientTask`` (``task.py``) with everything else: the subnet config,
