@@ -149,13 +149,116 @@ def test_client_task_round_trips_through_a_config_record_and_rejects_another_kin
                       num_partitions=3, local_epochs=1, batch_size=32, lr=0.05, momentum=0.9, weight_decay=1e-4,
                       fault="timeout", deadline=12.5)
     assert ClientTask.from_record(ConfigRecord(task.to_record())) == task
-    for field, value, found in (("kind", "skipswitch.pareto", "kind 'skipswitch.pareto' version 1"),
-                                ("version", 2, "kind 'skipswitch.client-task' version 2")):
+    for field, value, found in (("kind", "skipswitch.pareto", "kind 'skipswitch.pareto' version 2"),
+                                ("version", 1, "kind 'skipswitch.client-task' version 1")):
         with pytest.raises(SkipswitchError) as err:
             ClientTask.from_record({TASK_KEY: json.dumps({**task.model_dump(), field: value})})
-        assert str(err.value) == f"the train message's task is {found}; expected kind 'skipswitch.client-task' version 1"
+        assert str(err.value) == f"the train message's task is {found}; expected kind 'skipswitch.client-task' version 2"
     with pytest.raises(SkipswitchError, match=r"^the train message's task: invalid fault='melt': .*'crash'"):
         ClientTask.from_record({TASK_KEY: json.dumps({**task.model_dump(), "fault": "melt"})})
+
+
+# -- server optimizers and client sandwich training -----------------------------------------------
+def _flower_reply(state):
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+
+    query = Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=1, message_type=MessageType.TRAIN)
+    return Message(RecordDict({"arrays": ArrayRecord(dict(state)), "metrics": MetricRecord({"num-examples": 1})}),
+                   reply_to=query)
+
+
+def test_server_optimizers_match_flower_on_whole_tensors_and_leave_unheld_elements_alone():
+    from flwr.app import ArrayRecord
+    from flwr.serverapp.strategy import FedAdam, FedAvgM, FedYogi
+
+    from skipswitch.federated.server_opt import ServerOptimizer
+
+    gen = torch.Generator().manual_seed(0)
+    start = {"w": torch.randn(3, 4, generator=gen, dtype=torch.float64)}
+    everywhere = {"w": torch.ones(3, 4)}
+    for flower, ours in [(FedAvgM(server_learning_rate=0.5, server_momentum=0.9), ServerOptimizer("fedavgm", lr=0.5)),
+                         (FedAdam(eta=0.1, beta_1=0.9, beta_2=0.99, tau=1e-3), ServerOptimizer("fedadam", lr=0.1)),
+                         (FedYogi(eta=0.1, beta_1=0.9, beta_2=0.99, tau=1e-3), ServerOptimizer("fedyogi", lr=0.1))]:
+        current = dict(start)
+        for step in range(3):
+            aggregate = {"w": current["w"] + 0.1 * torch.randn(3, 4, generator=gen, dtype=torch.float64)}
+            # what Flower's configure_train stores
+            if isinstance(flower, FedAvgM):
+                flower.current_arrays = flower.current_arrays or ArrayRecord(dict(current))
+            else:
+                flower.current_arrays = {k: v.numpy() for k, v in current.items()}
+            # Flower's Adam bias correction uses exponent server_round + 1: pass the step count - 1
+            expected, _ = flower.aggregate_train(step, [_flower_reply(aggregate)])
+            current = ours.step(current, aggregate, everywhere, {"w"})
+            assert torch.allclose(current["w"], torch.as_tensor(expected["w"].numpy()), atol=1e-12, rtol=0), \
+                (type(flower).__name__, step)
+        assert not torch.allclose(current["w"], aggregate["w"]), "the server step differs from plain averaging"
+
+    # Per element: what no client held this round neither moves nor changes its moments.
+    opt = ServerOptimizer("fedadam", lr=0.1)
+    held = {"w": torch.tensor([[1, 1, 0, 0]] * 3)}
+    x = {"w": torch.zeros(3, 4)}
+    new = opt.step(x, {"w": torch.ones(3, 4)}, held, {"w"})
+    assert torch.equal(new["w"][:, 2:], torch.zeros(3, 2)) and (new["w"][:, :2] > 0).all()
+    assert torch.equal(opt.state["m.w"][:, 2:], torch.zeros(3, 2)) and torch.equal(opt.state["t.w"][:, :2], torch.ones(3, 2))
+    # buffers (not in params) take the aggregate as is
+    assert torch.equal(opt.step(x, {"w": torch.ones(3, 4)}, held, set())["w"], torch.ones(3, 4))
+
+
+def test_client_sandwich_trains_subnets_within_its_capability():
+    from skipswitch.federated.client import sample_within, step_subnets
+    from skipswitch.federated.profiles import ladder
+
+    space = _space()
+    cap = ladder(space)[len(ladder(space)) // 2]
+    gen = torch.Generator().manual_seed(0)
+    drawn = [sample_within(space, cap, gen) for _ in range(200)]
+    for config in drawn:
+        assert all(d <= c for d, c in zip(config.depths, cap.depths))
+        assert all(w <= c for w, c in zip(config.widths, cap.widths))
+        assert all(e <= c for stage, top in zip(config.expands, cap.expands) for e, c in zip(stage, top))
+    assert len(set(drawn)) > 10, "draws vary"
+    # every choice up to the capability is reachable, per dimension
+    assert {c.depths[0] for c in drawn} == {d for d in space.depth_choices[0] if d <= cap.depths[0]}
+    assert {c.widths[1] for c in drawn} == {w for w in space.width_choices if w <= cap.widths[1]}
+    assert {c.expands[2][0] for c in drawn} == {e for e in space.expand_choices if e <= cap.expands[2][0]}
+
+    def task(**values):
+        return ClientTask(server_round=1, subnet=cap.to_dict(), space=space.to_dict(), skip_mode="long",
+                          dataset="digits", partition="iid", alpha=0.5, min_partition_size=8, seed=0, num_partitions=1,
+                          local_epochs=1, batch_size=32, lr=0.05, momentum=0.9, weight_decay=1e-4, **values)
+
+    assert step_subnets(space, cap, task(client_subnets="fixed"), gen) == []
+    subnets = step_subnets(space, cap, task(client_subnets="sampled", random_subnets=2), gen)
+    assert subnets[0] == space.smallest() and cap not in subnets and 1 <= len(subnets) <= 3
+    # the smallest client's capability is the smallest subnet: nothing to add
+    assert step_subnets(space, space.smallest(), task(client_subnets="sampled"), gen) == []
+
+
+def test_client_kd_and_sampling_change_the_local_update():
+    from skipswitch.federated.client import local_train
+    from skipswitch.federated.simulate import build_strategy
+    from skipswitch.supernet import weight_regions
+
+    config = fed_config(clients=3, rounds=1, partition="iid", **SMALL)
+    strategy = build_strategy(config, "unused")
+    subnet = strategy.subnets[2]  # the largest tier
+    regions = weight_regions(strategy.space, subnet, strategy.skip_mode)
+    sent = slice_state(strategy.supernet.state_dict(), regions)
+    outputs = {}
+    for label, values in {"fixed": {}, "kd": {"client_subnets": "sampled"},
+                          "labels": {"client_subnets": "sampled", "kd": False}}.items():
+        task = strategy.client_task(1, subnet, "none", 0.0).model_copy(update=values)
+        outputs[label], metrics = local_train(dict(sent), task, 2)
+        # fixed: one subnet per image; sampled: the largest allowed, the smallest and up to 2 drawn
+        assert (metrics["subnet-samples"] == metrics["samples-seen"]) == (label == "fixed")
+        assert metrics["samples-seen"] <= metrics["subnet-samples"] <= 4 * metrics["samples-seen"]
+    again, _ = local_train(dict(sent), strategy.client_task(1, subnet, "none", 0.0).model_copy(
+        update={"client_subnets": "sampled"}), 2)
+    name = "stages.0.0.conv1.weight"
+    assert torch.equal(again[name], outputs["kd"][name]), "seeded: the same round replays the same training"
+    assert not torch.equal(outputs["fixed"][name], outputs["kd"][name])
+    assert not torch.equal(outputs["kd"][name], outputs["labels"][name])
 
 
 # -- rounds through the Flower apps ---------------------------------------------------------------
@@ -247,8 +350,11 @@ def test_resume_after_a_killed_round_gives_the_same_supernet(tmp_path):
     from skipswitch.federated.client import make_client_app
     from skipswitch.federated.simulate import LocalGrid, build_strategy, run_federated
 
-    config = fed_config(clients=3, rounds=3, fail_fraction=0.34, **SMALL)
+    # FedAdam and client sandwich training: the server optimizer's state must resume too.
+    config = fed_config(clients=3, rounds=3, fail_fraction=0.34, server_optimizer="fedadam", server_lr=0.01,
+                        client_subnets="sampled", **SMALL)
     run_federated(config, tmp_path / "straight", engine="local")
+    assert [p.name for p in (tmp_path / "straight").glob("server-optimizer-*")] == ["server-optimizer-0003.safetensors"]
 
     class KilledGrid(LocalGrid):
         """The server process dies while round 2's replies are outstanding."""
@@ -270,6 +376,9 @@ def test_resume_after_a_killed_round_gives_the_same_supernet(tmp_path):
                          _state_of(tmp_path / "straight" / "supernet.safetensors"), atol=1e-6)
     with pytest.raises(SkipswitchError, match="different federated settings"):
         build_strategy(fed_config(clients=3, rounds=3, fail_fraction=0.0, **SMALL), tmp_path / "killed", resume=True)
+    (tmp_path / "killed" / "server-optimizer-0003.safetensors").unlink()
+    with pytest.raises(SkipswitchError, match="server-optimizer-0003.safetensors .* is missing"):
+        build_strategy(config, tmp_path / "killed", resume=True)
 
 
 def test_cli_runs_and_rejects_bad_flags(cli, tmp_path):

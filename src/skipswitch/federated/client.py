@@ -1,4 +1,6 @@
-"""The Flower ClientApp: train the received subnet slice on this node's data partition.
+"""The Flower ClientApp: train the received subnet slice on this node's data partition, alone
+(``fixed``) or with the sandwich rule within it (``sampled``: the smallest subnet and subnets
+drawn inside the slice, learning from its soft outputs or the labels).
 
 A train message carries the subnet's tensors (``arrays``, named as in the supernet) and a
 ``config`` record holding a ``ClientTask`` (``task.py``) with everything else: the subnet config,
@@ -65,19 +67,71 @@ def client_data(task: ClientTask, partition_id: int):
     return dataset, client_split(dataset, parts[partition_id])
 
 
-def build_subnet(task: ClientTask):
-    """The standalone subnet ResNet named by the task's space and subnet."""
-    from ..supernet import SubnetConfig, get_space
+def build_supernet(task: ClientTask):
+    """(supernet, the client's largest allowed subnet) from the task's space.
+
+    The client holds the supernet's shapes (for the default digits space about 1 MB) so that
+    its sandwich subnets share weights exactly as on the server; it only receives, trains and
+    returns the slice of ``task.subnet``."""
+    from ..supernet import ElasticResNet, SubnetConfig, get_space
 
     space = get_space(task.space["name"], **task.space.get("args", {}))
-    return space.build(SubnetConfig.from_dict(task.subnet, space), skip_mode=task.skip_mode)
+    return ElasticResNet(space, skip_mode=task.skip_mode), SubnetConfig.from_dict(task.subnet, space)
+
+
+def sample_within(space, cap, gen: torch.Generator):
+    """A subnet drawn uniformly per choice among those no larger than ``cap`` (depth per stage,
+    expand ratio per block, width per stage), so it is a slice of ``cap``."""
+    def pick(choices, top):
+        allowed = [c for c in choices if c <= top + 1e-9]
+        return allowed[int(torch.randint(len(allowed), (1,), generator=gen))]
+
+    depths = [pick(choices, top) for choices, top in zip(space.depth_choices, cap.depths)]
+    expands = [[pick(space.expand_choices, cap.expands[s][b]) for b in range(d)] for s, d in enumerate(depths)]
+    return space.config(depths, expands, [pick(space.width_choices, top) for top in cap.widths])
+
+
+def step_subnets(space, cap, task: ClientTask, gen: torch.Generator) -> list:
+    """The subnets one local step trains besides ``cap``: none (fixed), or the sandwich rule's
+    smallest subnet (a slice of every subnet) and ``random_subnets`` drawn within ``cap``."""
+    if task.client_subnets == "fixed":
+        return []
+    drawn = [space.smallest(), *(sample_within(space, cap, gen) for _ in range(task.random_subnets))]
+    return [c for c in dict.fromkeys(drawn) if c != cap]
+
+
+def sandwich_loss(cap, task: ClientTask, space, gen: torch.Generator):
+    """``loss_fn`` for ``train_step``: ``cap`` learns from the labels, the step's other subnets from
+    ``cap``'s detached soft outputs (in-place distillation, ``kl_distillation``) or, with
+    ``kd=False``, from the labels; the loss is the mean over the subnets."""
+    from torch.nn import functional as F
+
+    from ..training import kl_distillation
+
+    def loss_fn(model, x, y):
+        subnets = step_subnets(space, cap, task, gen)
+        loss_fn.subnet_samples += (1 + len(subnets)) * x.shape[0]
+        model.set_active(cap)
+        logits = model(x)
+        losses = [F.cross_entropy(logits, y)]
+        teacher = logits.detach()
+        for config in subnets:
+            model.set_active(config)
+            out = model(x)
+            losses.append(kl_distillation(out, teacher, task.kd_temperature) if task.kd else F.cross_entropy(out, y))
+        model.set_active(cap)
+        return torch.stack(losses).mean(), logits
+
+    loss_fn.subnet_samples = 0  # images x subnets trained on them (compute accounting)
+    return loss_fn
 
 
 def local_train(tensors: dict[str, torch.Tensor], task: ClientTask, partition_id: int) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Train the subnet slice for ``task.local_epochs`` epochs; returns its tensors and metrics.
 
-    Deterministic given (tensors, task, partition_id): the batch order is seeded by run
-    seed, round and partition, so a resumed run replays the same local training.
+    Deterministic given (tensors, task, partition_id): the batch order and the sandwich
+    subnets are seeded by run seed, round and partition, so a resumed run replays the same
+    local training.
     """
     if _trained_once.is_set():
         return _local_train(tensors, task, partition_id)
@@ -89,34 +143,40 @@ def local_train(tensors: dict[str, torch.Tensor], task: ClientTask, partition_id
 
 def _local_train(tensors, task: ClientTask, partition_id):
     from ..data import iterate_batches
-    from ..training import TrainConfig, cross_entropy_loss, make_optimizer, train_step
+    from ..supernet import weight_regions
+    from ..training import TrainConfig, make_optimizer, train_step
+    from .aggregate import slice_state
 
     dataset, split = client_data(task, partition_id)
-    model = build_subnet(task)
-    own = model.state_dict()
-    unexpected = sorted(set(tensors) - set(own))
-    missing = sorted(n for n in set(own) - set(tensors) if not n.endswith("num_batches_tracked"))
-    if unexpected or missing:
+    model, cap = build_supernet(task)
+    regions = weight_regions(model.space, cap, task.skip_mode)
+    if set(tensors) != set(regions):
+        unexpected, missing = sorted(set(tensors) - set(regions)), sorted(set(regions) - set(tensors))
         raise SkipswitchError(f"received slices do not match the subnet: unexpected {unexpected[:2]}, missing {missing[:2]}")
-    model.load_state_dict(tensors, strict=False)
+    own = model.state_dict()
+    with torch.no_grad():
+        for name, box in regions.items():
+            own[name][tuple(slice(*r) for r in box)].copy_(tensors[name])
     config = TrainConfig(epochs=task.local_epochs, batch_size=task.batch_size, lr=task.lr, momentum=task.momentum,
                          weight_decay=task.weight_decay, seed=task.seed)
+    # A fresh optimizer: SGD momentum restarts every round (see FedConfig.momentum).
     optimizer = make_optimizer(model, config)
     server_round = task.server_round
     batch_seed = (config.seed * 1_000_003 + server_round * 1_009 + partition_id) % (2**31)
+    loss_fn = sandwich_loss(cap, task, model.space, torch.Generator().manual_seed(batch_seed))
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     for epoch in range(config.epochs):
         for x, y in iterate_batches(split, config.batch_size, shuffle=True, augment=dataset.augment,
                                     seed=batch_seed, epoch=epoch):
-            loss, batch_correct = train_step(model, optimizer, cross_entropy_loss, x, y,
+            loss, batch_correct = train_step(model, optimizer, loss_fn, x, y,
                                              f"on client {partition_id} in round {server_round}")
             loss_sum += loss * y.shape[0]
             correct += batch_correct
             seen += int(y.shape[0])
-    out = {name: value.detach().clone() for name, value in model.state_dict().items() if name in tensors}
+    out = slice_state(model.state_dict(), regions)
     metrics = {"num-examples": len(split), "train-loss": loss_sum / max(1, seen), "train-acc": correct / max(1, seen),
-               "samples-seen": seen}
+               "samples-seen": seen, "subnet-samples": loss_fn.subnet_samples}
     return out, metrics
 
 

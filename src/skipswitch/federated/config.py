@@ -40,11 +40,31 @@ class FedConfig(BaseModel):
     local_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    momentum: float = Field(0.9, ge=0, lt=1, description=(
+        "Client SGD momentum. Its buffer restarts every round: a client may train another subnet (or not be "
+        "sampled) next round and a Flower ClientApp keeps no state between messages; carry momentum across "
+        "rounds on the server instead (server_optimizer fedavgm/fedadam/fedyogi)."))
     weight_decay: float = Field(1e-4, ge=0)
     lr_schedule: Literal["constant", "cosine"] = "cosine"
+    client_subnets: Literal["fixed", "sampled"] = Field(
+        "fixed", description="fixed: a client trains the largest subnet its profile allows; sampled: the sandwich "
+                             "rule within that capability (the largest allowed, the smallest and "
+                             "client_random_subnets drawn afresh every step), loss averaged over them.")
+    client_random_subnets: int = Field(2, ge=0, description="Subnets drawn within the capability per step (sampled).")
+    client_targets: Literal["kd", "labels"] = Field(
+        "kd", description="What the drawn subnets learn from: the largest allowed subnet's soft outputs (kd: in-place "
+                          "distillation) or the labels.")
+    kd_temperature: float = Field(1.0, gt=0)
     # -- aggregation ------------------------------------------------------------------------------
     weighting: Literal["count", "samples"] = "samples"
+    server_optimizer: Literal["fedavg", "fedavgm", "fedadam", "fedyogi"] = Field(
+        "fedavg", description="Step along the aggregate's pseudo-gradient: FedAvg, FedAvgM (Hsu et al. 2019), "
+                              "FedAdam or FedYogi (Reddi et al. 2021).")
+    server_lr: float = Field(1.0, gt=0, description="Server learning rate (1 with fedavg: the aggregate itself).")
+    server_momentum: float = Field(0.9, ge=0, lt=1, description="FedAvgM server momentum.")
+    server_beta1: float = Field(0.9, ge=0, lt=1, description="FedAdam/FedYogi first-moment decay.")
+    server_beta2: float = Field(0.99, ge=0, lt=1, description="FedAdam/FedYogi second-moment decay.")
+    server_tau: float = Field(1e-3, gt=0, description="FedAdam/FedYogi adaptivity (added to sqrt(v)).")
     largest_weight: Optional[float] = Field(
         None, gt=0, lt=1, description="SuperFedNAS: share of the largest-subnet clients where they overlap others.")
     largest_weight_end: Optional[float] = Field(None, gt=0, lt=1, description="Linear decay target of largest_weight.")

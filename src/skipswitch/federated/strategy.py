@@ -37,9 +37,15 @@ from ..checkpoint import atomic_write_json
 from ..errors import SkipswitchError
 from .aggregate import SliceUpdate, aggregate_slices, slice_state
 from .config import FedConfig
+from .server_opt import ServerOptimizer
 from .task import FAULT_CRASH, FAULT_NONE, FAULT_TIMEOUT, ClientTask
 
 CHECKPOINT = "supernet.safetensors"
+# The server optimizer's state after round r: one file per round, written before the supernet
+# checkpoint and removed once a later round's checkpoint exists, so a resume always finds the
+# state that belongs to the checkpoint's round, even if the server died between the two writes.
+SERVER_OPTIMIZER = "server-optimizer-{round:04d}.safetensors"
+SERVER_OPTIMIZER_GLOB = "server-optimizer-*.safetensors"
 RESULTS = "results.json"
 
 try:  # flwr is an optional extra; the pure parts of this package work without it
@@ -85,6 +91,10 @@ class SupernetStrategy(Strategy):
         self.profiles = profiles.for_clients(config.clients)
         self.subnets = [assign_subnet(self.space, p, config.batch_size, self.skip_mode) for p in self.profiles]
         self.largest = self.space.largest()
+        self.server_optimizer = ServerOptimizer(config.server_optimizer, lr=config.server_lr,
+                                                momentum=config.server_momentum, beta1=config.server_beta1,
+                                                beta2=config.server_beta2, tau=config.server_tau)
+        self._params = {name for name, _ in supernet.named_parameters()}
         self.node_partition: dict[int, int] = {}
         self.history: list[dict[str, Any]] = []
         self.next_round = 1
@@ -114,13 +124,29 @@ class SupernetStrategy(Strategy):
         self.supernet.bn_stats, self.supernet.bn_configs = supernet.bn_stats, supernet.bn_configs
         self.history = list(fed.get("history", []))
         self.next_round = int(fed["round"]) + 1
+        if self.config.server_optimizer != "fedavg":
+            from ..checkpoint import load_tensors
+
+            path = self.run_dir / SERVER_OPTIMIZER.format(round=int(fed["round"]))
+            if not path.exists():
+                raise SkipswitchError(f"cannot resume {self.run_dir}: {path.name} (the {self.config.server_optimizer} "
+                                      "state of the checkpoint's round) is missing")
+            self.server_optimizer.load_state_dict(load_tensors(path)[0])
 
     def _checkpoint(self, server_round: int) -> None:
+        from ..checkpoint import save_tensors
         from ..supernet import save_supernet
 
         meta = {"federated": {"round": server_round, "identity": self.config.run_identity(), "history": self.history,
                               "config": self.config.model_dump()}}
+        optimizer_state = self.server_optimizer.state_dict()
+        if optimizer_state:
+            save_tensors(self.run_dir / SERVER_OPTIMIZER.format(round=server_round), optimizer_state,
+                         {"round": server_round, "server_optimizer": self.config.server_optimizer})
         save_supernet(self.checkpoint_path, self.supernet, meta)
+        for old in self.run_dir.glob(SERVER_OPTIMIZER_GLOB):
+            if old.name != SERVER_OPTIMIZER.format(round=server_round):
+                old.unlink(missing_ok=True)
         if self.save_every_round:
             save_supernet(self.run_dir / f"round-{server_round:04d}.safetensors", self.supernet, meta)
         atomic_write_json(self.run_dir / RESULTS, self.results())
@@ -143,8 +169,9 @@ class SupernetStrategy(Strategy):
     def summary(self) -> None:
         from flwr.supercore import log
 
-        log(INFO, "\t├──> SupernetStrategy: %d clients, fraction %.2f, weighting %s, min_clients %d",
-            self.config.clients, self.config.fraction, self.config.weighting, self.config.min_clients)
+        log(INFO, "\t├──> SupernetStrategy: %d clients, fraction %.2f, weighting %s, server optimizer %s, min_clients %d",
+            self.config.clients, self.config.fraction, self.config.weighting, self.config.server_optimizer,
+            self.config.min_clients)
 
     def plan_round(self, server_round: int, attempt: int) -> list[tuple[int, str]]:
         """(partition, fault) of every client sampled for this round and attempt."""
@@ -169,7 +196,9 @@ class SupernetStrategy(Strategy):
             dataset=cfg.dataset, data_dir=cfg.data_dir, partition=cfg.partition, alpha=cfg.alpha,
             min_partition_size=cfg.min_partition_size, seed=cfg.seed, num_partitions=cfg.clients,
             local_epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr_at(server_round),
-            momentum=cfg.momentum, weight_decay=cfg.weight_decay, fault=fault, deadline=deadline)
+            momentum=cfg.momentum, weight_decay=cfg.weight_decay, client_subnets=cfg.client_subnets,
+            random_subnets=cfg.client_random_subnets, kd=cfg.client_targets == "kd", kd_temperature=cfg.kd_temperature,
+            fault=fault, deadline=deadline)
 
     def configure_train(self, server_round: int, arrays, config, grid) -> Iterable:
         from ..supernet import weight_regions
@@ -229,13 +258,15 @@ class SupernetStrategy(Strategy):
         }
         if len(updates) < self.config.min_clients:
             return None, None
-        new_state, _ = aggregate_slices(self._state, [u[1] for u in updates], weighting=self.config.weighting,
-                                        largest_weight=self.config.largest_weight_at(server_round))
+        aggregate, holders = aggregate_slices(self._state, [u[1] for u in updates], weighting=self.config.weighting,
+                                              largest_weight=self.config.largest_weight_at(server_round))
+        new_state = self.server_optimizer.step(self._state, aggregate, holders, self._params)
         n = sum(u[1].num_examples for u in updates)
         metrics = MetricRecord({
             "train-loss": sum(u[2]["train-loss"] * u[1].num_examples for u in updates) / n,
             "train-acc": sum(u[2]["train-acc"] * u[1].num_examples for u in updates) / n,
             "samples-seen": int(sum(u[2]["samples-seen"] for u in updates)),
+            "subnet-samples": int(sum(u[2].get("subnet-samples", 0) for u in updates)),
             "clients": len(updates),
         })
         return ArrayRecord(new_state), metrics

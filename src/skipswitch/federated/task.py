@@ -22,7 +22,7 @@ TASK_KEY = "task"
 
 class ClientTask(VersionedFile):
     kind: Literal["skipswitch.client-task"] = "skipswitch.client-task"
-    version: Literal[1] = 1
+    version: Literal[2] = 2  # 2: client sandwich training (client_subnets, random_subnets, kd, kd_temperature)
     server_round: int = Field(ge=1)
     subnet: dict[str, Any]  # SubnetConfig.to_dict()
     space: dict[str, Any]  # ElasticSpace.to_dict()
@@ -41,6 +41,11 @@ class ClientTask(VersionedFile):
     lr: float
     momentum: float
     weight_decay: float
+    # which subnets within ``subnet`` (the largest the client may train) each step trains
+    client_subnets: Literal["fixed", "sampled"] = "fixed"
+    random_subnets: int = Field(2, ge=0)
+    kd: bool = True
+    kd_temperature: float = Field(1.0, gt=0)
     # fault injection: crash, or answer this long after the epoch time ``deadline``
     fault: Literal["none", "crash", "timeout"] = FAULT_NONE
     deadline: float = 0.0
