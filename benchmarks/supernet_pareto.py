@@ -112,11 +112,11 @@ def run_dataset(name: str, args, work: Path) -> dict:
                                                  ("subnets", args.subnets)) if v is not None}}
     tag = f"{name}-e{s['epochs']}-sh{s['shrink_epochs']}-{args.strategy}"
     work = work / tag
-    supernets = {seed: cached(work / f"s{seed}-supernet.json", lambda seed=seed: train_shared(name, seed, s, args, work))
-                 for seed in args.seeds}
+    def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
+        return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
 
     def run_search() -> dict:
-        supernet, _ = load_supernet(supernets[args.seeds[0]]["checkpoint"])
+        supernet, _ = load_supernet(shared(args.seeds[0])["checkpoint"])
         supernet.bn_stats.clear()
         supernet.bn_configs.clear()
         found = search(supernet, load_dataset(name, seed=args.seeds[0]), cost="macs", population=args.population,
@@ -127,7 +127,7 @@ def run_dataset(name: str, args, work: Path) -> dict:
     found = cached(work / "search.json", run_search)
     seeds = {}
     for seed in args.seeds:
-        supernet, _ = load_supernet(supernets[seed]["checkpoint"])
+        supernet, _ = load_supernet(shared(seed)["checkpoint"])
         dataset = load_dataset(name, seed=seed)
         calibration = calibration_batches(dataset, seed=seed)
         rows = []
@@ -139,7 +139,7 @@ def run_dataset(name: str, args, work: Path) -> dict:
             rows.append({"shared": subnet_accuracy(supernet, cfg, dataset, "test", calibration),
                          "scratch": scratch["test_acc"], "scratch_macs": scratch["compute"]["train_macs"],
                          "scratch_wall_s": scratch["wall_s"], "load_1min": scratch["load_1min"]})
-        seeds[seed] = {"rows": rows, "supernet": supernets[seed]}
+        seeds[seed] = {"rows": rows, "supernet": shared(seed)}
     subnets = []
     for config_dict in found["picked"]:
         model = SubnetConfig.from_dict(config_dict, supernet.space)

@@ -4,9 +4,10 @@ progressive shrinking.
 
 Every strategy is a ``loss_fn`` plus an ``epoch_hook``. Per step each subnet's loss is
 cross-entropy on the labels plus ``kd_ratio`` times KL to soft targets (OFA's
-``loss = kd_ratio * kd_loss + CE``), and the step's loss is the *mean* over its subnets,
-so the gradient scale (hence the useful learning rate) does not grow with the number of
-subnets: a sandwich whose subnets are all the same network is plain training.
+``loss = kd_ratio * kd_loss + CE``). The sandwich strategies take the *mean* over the
+step's subnets, so the gradient scale (hence the useful learning rate) does not grow with
+the number of subnets: a sandwich whose subnets are all the same network is plain
+training. ``ofa`` sums them, as OFA's per-subnet backward passes accumulate gradients.
 
 * sandwich / progressive / compound: the soft targets are the largest subnet's own
   (detached) logits in the same step (in-place distillation, Yu & Huang 2019);
@@ -178,7 +179,7 @@ def restrict(space: ElasticSpace, config: SubnetConfig, open_dims: tuple[str, ..
 
 
 class SandwichLoss:
-    """``loss_fn`` for the shared trainer: the mean over the step's subnets of
+    """``loss_fn`` for the shared trainer: the mean (ofa: the sum) over the step's subnets of
     ``CE(labels) + kd_ratio * KL(soft targets)`` (the largest, when it is trained, has
     labels only: it makes the targets). Soft targets: ``teacher``'s outputs when given
     (OFA), else the largest subnet's detached logits of the same step (in-place)."""
@@ -246,7 +247,10 @@ class SandwichLoss:
             losses.append(F.cross_entropy(logits, y) + self.kd_ratio * kl_distillation(logits, soft, self.temperature))
             shown = logits if shown is None else shown
         model.set_active(None)  # the trainer evaluates the largest subnet
-        return torch.stack(losses).mean(), shown
+        losses = torch.stack(losses)
+        # OFA calls backward once per sampled subnet before one optimizer step (progressive_shrinking.py
+        # train_one_epoch), so its gradients add up; its learning rates are set for that sum.
+        return (losses.sum() if self.strategy == "ofa" else losses.mean()), shown
 
 
 class SupernetEpochHook:
