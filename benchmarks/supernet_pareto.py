@@ -217,7 +217,8 @@ def report(results: list[dict], args, command: str) -> str:
             f"{res['dataset']['test']} test images, space args {s['space_args']}, batch {s['batch_size']}, lr {s['lr']})",
             "",
             f"- Scratch budget: {s['epochs']} epochs per subnet, cosine schedule.",
-            f"- Supernet budget: {s['epochs'] + s['shrink_epochs']} epochs in all" + (f" ({budget})." if budget else "."),
+            f"- Supernet budget: {sum(p['epochs'] for p in phases) or s['epochs']} epochs in all"
+            + (f" ({budget})." if budget else f", strategy {args.strategy}."),
             "",
             "| subnet (depths / expands / widths) | MACs | params | weight KB | shared test % | scratch test % "
             "| shared - scratch | per seed |",
