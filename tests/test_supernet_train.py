@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-from skipswitch.data import load_dataset
 from skipswitch.errors import SkipswitchError
 from skipswitch.graph import trace
 from skipswitch.supernet import ElasticResNet, get_space
@@ -14,14 +13,6 @@ from skipswitch.supernet.train import (OFA_PHASES, OFA_REFERENCE_LR, ComputeMete
                                        sample_open, train_supernet)
 from skipswitch.training import TrainConfig, Trainer
 from skipswitch.training.trainer import cross_entropy_loss, make_optimizer, train_step
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_one_subnet_sandwich_equals_plain_training():
@@ -97,8 +88,7 @@ def test_ofa_loss_distills_from_the_frozen_teacher_and_meter_counts_macs():
     assert largest_macs * 8 < meter.macs <= largest_macs * 8 * (1 + 3 * 3)  # teacher x1, 3 trained x3
 
 
-def test_ofa_training_trains_the_full_network_first_then_each_phase(tmp_path):
-    digits = load_dataset("digits", seed=0)
+def test_ofa_training_trains_the_full_network_first_then_each_phase(tmp_path, digits):
     config = TrainConfig(epochs=1, batch_size=256, lr=0.05)
     args = {"base_width": 4, "max_depth": 2}
     meter = ComputeMeter()
