@@ -194,9 +194,11 @@ def report(results: list[dict], args, command: str) -> str:
         + (" (OFA progressive shrinking: the full network trained alone for the scratch epochs, then frozen as the"
            " KD teacher; then elastic depth, expand, width phases, each its own run with OFA's learning-rate ratios,"
            " epoch ratios and subnets per step (`OFA_PHASES` in `src/skipswitch/supernet/train.py`, from"
-           " mit-han-lab/once-for-all `train_ofa_net.py`); per step the mean over the sampled subnets of"
-           " CE + KL to the teacher's soft targets; channels sorted when expand and width open)"
-           if args.strategy == "ofa" else "") + ".",
+           " mit-han-lab/once-for-all `train_ofa_net.py`); per step the sum over the sampled subnets of"
+           " CE + KL to the teacher's soft targets, as OFA's per-subnet backward passes accumulate; channels sorted"
+           " when expand and width open)" if args.strategy == "ofa" else
+           " (per step the mean over the largest, the smallest and 2 random subnets of CE, plus KL to the largest's"
+           " detached logits for all but the largest; channel sorting every epoch)") + ".",
         f"  NSGA-II (population {args.population}, {args.generations} generations) over validation accuracy (after"
         f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the subnets;"
         " every seed then evaluates them in its own supernet (BN recalibrated per subnet) and trains each from scratch"
