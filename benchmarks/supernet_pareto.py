@@ -82,11 +82,13 @@ def cached(path: Path, make) -> dict:
 
 
 def train_shared(name: str, seed: int, s: dict, args, work: Path) -> dict:
-    config = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=seed)
+    epochs = s["epochs"] if args.strategy == "ofa" else s["supernet_epochs"]  # ofa: the full network's
+    config = TrainConfig(epochs=epochs, batch_size=s["batch_size"], lr=s["lr"], seed=seed)
     meter = ComputeMeter()
     run_dir = work / f"{name}-s{seed}-supernet"
     _, run = train_supernet("resnet-cifar", name, config=config, out_dir=run_dir, space_args=s["space_args"],
-                            strategy=args.strategy, shrink_epochs=s["shrink_epochs"], quiet=True, meter=meter)
+                            strategy=args.strategy, shrink_epochs=s["shrink_epochs"], n_random=args.n_random,
+                            quiet=True, meter=meter)
     return {"checkpoint": str(run_dir / "supernet.safetensors"), "compute": meter.to_dict(),
             "phases": run.results.get("phases", []), "metrics": run.results["supernet_metrics"]}
 
@@ -110,7 +112,9 @@ def train_scratch(name: str, seed: int, s: dict, config_dict: dict, space, out: 
 def run_dataset(name: str, args, work: Path) -> dict:
     s = {**SETTINGS[name], **{k: v for k, v in (("epochs", args.epochs), ("shrink_epochs", args.shrink_epochs),
                                                  ("subnets", args.subnets)) if v is not None}}
-    tag = f"{name}-e{s['epochs']}-sh{s['shrink_epochs']}-{args.strategy}"
+    s["supernet_epochs"] = args.supernet_epochs or s["epochs"]
+    tag = (f"{name}-e{s['epochs']}-sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
+           f"{name}-e{s['epochs']}-{args.strategy}{s['supernet_epochs']}-r{args.n_random}")
     work = work / tag
     def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
         return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
@@ -124,18 +128,22 @@ def run_dataset(name: str, args, work: Path) -> dict:
         picked = pick_spread(found["pareto"], s["subnets"])
         return {"evaluated": found["evaluated"], "pareto": found["pareto"], "picked": [p["config"] for p in picked]}
 
-    found = cached(work / "search.json", run_search)
+    if args.picks_from:  # the same subnets (and search plot) as another run, e.g. to compare strategies
+        found = json.loads((args.work / args.picks_from / "search.json").read_text())
+    else:
+        found = cached(work / "search.json", run_search)
+    scratch_dir = args.work / f"{name}-e{s['epochs']}-scratch"  # scratch runs do not depend on the strategy
     seeds = {}
     for seed in args.seeds:
         supernet, _ = load_supernet(shared(seed)["checkpoint"])
         dataset = load_dataset(name, seed=seed)
         calibration = calibration_batches(dataset, seed=seed)
         rows = []
-        for i, config_dict in enumerate(found["picked"]):
+        for config_dict in found["picked"]:
             cfg = SubnetConfig.from_dict(config_dict, supernet.space)
-            scratch = cached(work / f"s{seed}-scratch-{cfg.key().replace('|', ';')}.json",
-                             lambda: train_scratch(name, seed, s, config_dict, supernet.space,
-                                                   work / f"s{seed}-scratch-{i}"))
+            run_name = f"s{seed}-{cfg.key().replace('|', ';')}"
+            scratch = cached(scratch_dir / f"{run_name}.json",
+                             lambda: train_scratch(name, seed, s, config_dict, supernet.space, scratch_dir / run_name))
             rows.append({"shared": subnet_accuracy(supernet, cfg, dataset, "test", calibration),
                          "scratch": scratch["test_acc"], "scratch_macs": scratch["compute"]["train_macs"],
                          "scratch_wall_s": scratch["wall_s"], "load_1min": scratch["load_1min"]})
@@ -197,10 +205,11 @@ def report(results: list[dict], args, command: str) -> str:
            " mit-han-lab/once-for-all `train_ofa_net.py`); per step the sum over the sampled subnets of"
            " CE + KL to the teacher's soft targets, as OFA's per-subnet backward passes accumulate; channels sorted"
            " when expand and width open)" if args.strategy == "ofa" else
-           " (per step the mean over the largest, the smallest and 2 random subnets of CE, plus KL to the largest's"
+           f" (per step the mean over the largest, the smallest and {args.n_random} random subnets of CE, plus KL to the largest's"
            " detached logits for all but the largest; channel sorting every epoch)") + ".",
         f"  NSGA-II (population {args.population}, {args.generations} generations) over validation accuracy (after"
-        f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the subnets;"
+        f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the subnets"
+        + (f" (here those picked for `{args.picks_from}`)" if args.picks_from else "") + ";"
         " every seed then evaluates them in its own supernet (BN recalibrated per subnet) and trains each from scratch"
         " with the same epochs, batch size, learning rate and seed. Test-split accuracy, mean ± std over seeds"
         f" {', '.join(map(str, args.seeds))}.",
@@ -268,9 +277,12 @@ def main() -> None:
     parser.add_argument("--strategy", default="ofa", help="supernet training strategy (see skipswitch.supernet.train)")
     parser.add_argument("--epochs", type=int, default=None, help="scratch epochs [per dataset: digits 10, mnist5k 6]")
     parser.add_argument("--shrink-epochs", type=int, default=None, help="ofa shrinking epochs [digits 6, mnist5k 5]")
+    parser.add_argument("--supernet-epochs", type=int, default=None, help="epochs of a non-ofa supernet [--epochs]")
+    parser.add_argument("--n-random", type=int, default=2, help="random subnets per sandwich step (not ofa)")
     parser.add_argument("--subnets", type=int, default=None, help="Pareto subnets retrained [digits 5, mnist5k 4]")
     parser.add_argument("--population", type=int, default=12)
     parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--picks-from", help="evaluate the subnets picked by another run (a directory under --work)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids contention on shared cores)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-supernet-pareto")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "supernet_pareto.md")
