@@ -17,9 +17,13 @@ class SupernetTrainJob(RunOptions, RuntimeConfig):
     space: str = Field("resnet-cifar", description="Search space: resnet-cifar or ofa-resnet50.")
     dataset: str = Field("digits", description="digits, mnist5k, cifar10, cifar100, svhn or imagefolder.")
     skip_mode: str = Field("long", description="Skip mode of every block: long, short or none.")
-    strategy: str = Field("sandwich", description="sandwich (in-place distillation), progressive (OFA) or compound (CompOFA).")
-    n_random: int = Field(2, ge=0, le=64, description="Random subnets per step besides the largest and smallest.")
-    sort_every: int = Field(1, ge=0, description="Sort inner channels by importance every K epochs (0: never).")
+    strategy: str = Field("sandwich", description="sandwich (in-place distillation), progressive (phased sandwich), "
+                          "compound (CompOFA) or ofa (OFA progressive shrinking: full network, then depth, expand, width).")
+    n_random: int = Field(2, ge=0, le=64, description="Random subnets per step besides the largest and smallest (not ofa).")
+    sort_every: int = Field(1, ge=0, description="Sort inner channels by importance every K epochs (0: never; not ofa).")
+    kd_ratio: float = Field(1.0, ge=0, description="Weight of the soft-target KL in each subnet's loss (OFA kd_ratio).")
+    shrink_epochs: Optional[int] = Field(None, gt=0, le=MAX_EPOCHS, description="ofa: epochs of the shrinking phases "
+                                         "after the full network's --epochs [default: --epochs].")
     base_width: Optional[int] = Field(None, ge=4, le=1024, description="resnet-cifar: channels of stage 1 at width 1.0 [16].")
     max_depth: Optional[int] = Field(None, ge=1, le=32, description="resnet-cifar: most blocks per stage [3].")
     out: Optional[OutDir] = Field(None, description="Run directory [default: runs/supernet-<space>-<dataset>-<skip-mode>].")
@@ -114,6 +118,7 @@ def train(job: SupernetTrainJob) -> SupernetTrainResult:
         return SupernetTrainResult.load(out / "results.json")
     _, run = train_supernet(job.space, job.dataset, config=config, out_dir=out, skip_mode=job.skip_mode,
                             strategy=job.strategy, n_random=job.n_random, sort_every=job.sort_every,
+                            kd_ratio=job.kd_ratio, shrink_epochs=job.shrink_epochs,
                             space_args=space_args, data_dir=job.data_dir, quiet=job.quiet, resume=job.resume)
     result = SupernetTrainResult(**run.results)
     save_on_rank0(result, out / "results.json")
