@@ -56,8 +56,21 @@ def test_removal_drops_the_projection_and_alteration_is_one_way():
     assert sum(p.numel() for p in model.parameters()) < before
     with pytest.raises(SkipswitchError, match="alter only from long"):
         model.set_skip_mode(2, "long")
-    with pytest.raises(SkipswitchError, match="bottleneck"):
-        _tv("short", "resnet50")
+
+
+def test_bottleneck_shortening_adds_zero_initialised_projections():
+    """Shortening a torchvision bottleneck (refused before issue 18) adds a 1x1 projection wherever a
+    conv changes shape; each starts adding nothing (BN scale 0), and the model traces to short skips."""
+    model = _tv("long", "resnet50")
+    new = model.set_skip_mode(0, "short")  # layer1.0: 64 -> 64 -> 64 -> 256, so proj1 is an identity
+    block = model.blocks()[0]
+    assert block.short_proj1 is None and block.short_proj2 is None and block.short_proj3 is not None
+    assert len(new) == 3 and torch.count_nonzero(block.short_proj3[1].weight) == 0
+    for i in range(1, len(model.blocks())):
+        model.set_skip_mode(i, "short")
+    graph = trace(model)
+    assert model.skip_modes == ["short"] * 16 and not any(s.is_long for s in graph.skips)
+    assert torch.isfinite(model(torch.randn(2, 1, 8, 8))).all()
 
 
 def test_cost_order_puts_the_largest_skip_buffer_first():

@@ -36,6 +36,11 @@ class TailorJob(TrainConfig, RunOptions):
     every: int = Field(3, description="Alter the next skip every K epochs.")
     order: str = Field("input", description="Which skip first: input (reference), output, cost (largest skip "
                                             "buffer first), or another registered order.")
+    warmup_steps: int = Field(0, ge=0, description="After each alteration (and at the start), raise the learning "
+                                                   "rate linearly over this many steps (0: off).")
+    clip: float = Field(0.0, ge=0, description="Clip the gradient norm to this value (0: off).")
+    recalibrate_batches: int = Field(0, ge=0, description="Recompute BatchNorm statistics over this many training "
+                                                          "batches after each alteration (0: off).")
     lr: float = Field(0.05, gt=0, description="Initial learning rate.")  # fine-tuning from the teacher
 
     train_config = TrainJob.train_config
@@ -66,6 +71,12 @@ class TailorKD(BaseModel):
     temperature: float
 
 
+class TailorStabilise(BaseModel):
+    warmup_steps: int
+    clip: float
+    recalibrate_batches: int
+
+
 class TailorSchedule(BaseModel):
     every: int
     order: str
@@ -79,6 +90,7 @@ class TailorResult(TrainResult):
     teacher_test_acc: float
     kd: TailorKD
     schedule: TailorSchedule
+    stabilise: Optional[TailorStabilise] = None  # absent in results written before issue 18
     teacher_unchanged: bool
 
 
@@ -131,7 +143,9 @@ def tailor(job: TailorJob) -> TailorResult:
     out = tailor_run_dir(job)
     run = run_tailor(job.teacher, job.method, config=job.train_config(), out_dir=out, model_name=job.model,
                      dataset_name=job.dataset, data_dir=job.data_dir, kd=job.kd, alpha=job.alpha,
-                     temperature=job.temperature, every=job.every, order=job.order, quiet=job.quiet,
+                     temperature=job.temperature, every=job.every, order=job.order,
+                     warmup_steps=job.warmup_steps, clip=job.clip, recalibrate_batches=job.recalibrate_batches,
+                     quiet=job.quiet,
                      resume=job.resume)
     result = TailorResult(**run.results)
     result.save(out / "results.json")

@@ -134,6 +134,7 @@ class Trainer:
         quiet: bool = False,
         description: str = "train",
         metadata: dict[str, Any] | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ):
         self.model = model
         self.dataset = dataset
@@ -144,7 +145,7 @@ class Trainer:
         self.quiet = quiet
         self.description = description
         self.metadata = dict(metadata or {})
-        self.optimizer = make_optimizer(model, config)
+        self.optimizer = optimizer or make_optimizer(model, config)  # Tailor passes its own (tailor/stabilise.py)
         self.history: list[dict[str, Any]] = []
 
     @property
