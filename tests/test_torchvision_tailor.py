@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -96,3 +98,41 @@ def test_tailor_schedule_alters_a_torchvision_model():
         schedule(epoch, model)
     assert model.skip_modes == ["short"] * 8
     assert len(trace(model).skips) == 16
+
+
+# The stated bound of the test below: after every alteration the student's mean training loss
+# (the KD objective) stays within this many nats of the teacher's last-epoch training loss.
+# Before issue 18 (MSE on logits, no warm-up, no clipping) it was 5 to 30 nats above.
+LOSS_BOUND = 1.0
+
+
+def test_tailor_on_torchvision_resnet18_stays_finite_and_near_the_teacher(tmp_path, monkeypatch, digits):
+    """A short Skip Remover run with the job's default stabilisers on a 192-image slice of digits."""
+    import dataclasses
+
+    from skipswitch.data import Split
+    from skipswitch.jobs.training import TailorJob
+    from skipswitch.tailor import retrain, run_tailor
+    from skipswitch.training import TrainConfig, Trainer
+
+    def head(split, n):
+        return Split(split.images[:n], split.labels[:n])
+
+    small = dataclasses.replace(digits, train=head(digits.train, 192), val=head(digits.val, 64),
+                                test=head(digits.test, 64))
+    monkeypatch.setattr(retrain, "load_dataset", lambda *args, **kwargs: small)
+    teacher = create_model("torchvision:resnet18", num_classes=10, in_channels=1, input_size=8)
+    taught = Trainer(teacher, small, TrainConfig(epochs=6, lr=0.02), tmp_path / "teacher", quiet=True).fit()
+    teacher_loss = taught.history[-1]["train_loss"]
+
+    job = TailorJob(teacher=tmp_path / "teacher" / "model.safetensors", method="remove", epochs=12, every=1)
+    result = run_tailor(job.teacher, "remove", config=job.train_config(), out_dir=tmp_path / "student",
+                        kd=job.kd, alpha=job.alpha, temperature=job.temperature, every=1,
+                        warmup_steps=job.warmup_steps, clip=job.clip,
+                        recalibrate_batches=job.recalibrate_batches, quiet=True)
+    altered = [h for h in result.history if "event" in h]
+    assert len(altered) == 8 and result.model.skip_modes == ["none"] * 8
+    for h in result.history:
+        assert math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"])
+    for h in altered:
+        assert h["train_loss"] <= teacher_loss + LOSS_BOUND, (h["epoch"], h["train_loss"], teacher_loss)

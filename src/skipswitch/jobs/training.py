@@ -30,16 +30,17 @@ class TailorJob(TrainConfig, RunOptions):
     model: Optional[str] = Field(None, description="Student architecture; must equal the teacher's.")
     dataset: Optional[str] = Field(None, description="Dataset [default: the teacher's].")
     out: Optional[Path] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<method>].")
-    kd: str = Field("mse", description="KD loss: mse (Tailor reference) or kl (softened, with --temperature).")
+    kd: str = Field("kl", description="KD loss: kl (softened logits, with --temperature) or mse (the Tailor "
+                                      "reference; unstable on wide ResNets, docs/tailor.md).")
     alpha: float = Field(0.35, description="Weight of the distillation term; 1 - alpha weighs cross-entropy.")
     temperature: float = Field(4.0, description="Softmax temperature for --kd kl.")
     every: int = Field(3, description="Alter the next skip every K epochs.")
     order: str = Field("input", description="Which skip first: input (reference), output, cost (largest skip "
                                             "buffer first), or another registered order.")
-    warmup_steps: int = Field(0, ge=0, description="After each alteration (and at the start), raise the learning "
+    warmup_steps: int = Field(20, ge=0, description="After each alteration (and at the start), raise the learning "
                                                    "rate linearly over this many steps (0: off).")
-    clip: float = Field(0.0, ge=0, description="Clip the gradient norm to this value (0: off).")
-    recalibrate_batches: int = Field(0, ge=0, description="Recompute BatchNorm statistics over this many training "
+    clip: float = Field(5.0, ge=0, description="Clip the gradient norm to this value (0: off).")
+    recalibrate_batches: int = Field(10, ge=0, description="Recompute BatchNorm statistics over this many training "
                                                           "batches after each alteration (0: off).")
     lr: float = Field(0.05, gt=0, description="Initial learning rate.")  # fine-tuning from the teacher
 
