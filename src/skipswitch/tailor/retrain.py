@@ -43,6 +43,10 @@ def run_tailor(
     quiet: bool = False,
     resume: bool = False,
 ) -> RunResult:
+    """Retrain a student from the teacher at ``teacher_path`` while ``method`` alters its skips.
+
+    The defaults are the Tailor reference recipe (MSE on logits, no warm-up, clipping or BN
+    recalibration); the tailor job's defaults add what wide ResNets need (docs/tailor.md)."""
     teacher, meta = load_model(teacher_path)
     teacher_arch = meta["model"]["name"]
     if model_name is not None and model_name != teacher_arch:
