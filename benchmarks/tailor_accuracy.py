@@ -93,6 +93,7 @@ def fmt(values: list[float]) -> str:
 
 
 def write_report(path: Path, grid: dict, args, command: str) -> None:
+    kd_term = f"KL(T={TAILOR['temperature']})" if TAILOR["kd"] == "kl" else f"{TAILOR['kd'].upper()}(logits)"
     lines = [
         "# Tailor accuracy: teacher vs Skip Shortener vs Skip Remover vs no-skip from scratch",
         "",
@@ -103,8 +104,7 @@ def write_report(path: Path, grid: dict, args, command: str) -> None:
         f"- Command: `{command}`",
         f"- Protocol: every variant gets the same epoch budget per dataset ({', '.join(f'{d}: {e}' for d, e in args.epoch_budget.items())});"
         " teacher and scratch: SGD lr 0.1, Nesterov 0.9, wd 1e-4, cosine, batch 64; Tailor students start from"
-        f" the teacher, KD = {TAILOR['alpha']}*{TAILOR['kd'].upper()}"
-        f"(T={TAILOR['temperature']} for KL)+{1 - TAILOR['alpha']:.2f}*CE, lr {args.tailor_lr},"
+        f" the teacher, KD = {TAILOR['alpha']}*{kd_term}+{1 - TAILOR['alpha']:.2f}*CE, lr {args.tailor_lr},"
         f" warm-up {TAILOR['warmup_steps']} steps after each alteration, gradient norm clipped to"
         f" {TAILOR['clip']}, BN statistics recomputed over {TAILOR['recalibrate_batches']} batches"
         " after each alteration, one skip altered every max(1, (2*epochs//3)//blocks) epochs from the input side,"
