@@ -42,7 +42,8 @@ class TailorJob(TrainConfig, RunOptions):
     clip: float = Field(5.0, ge=0, description="Clip the gradient norm to this value (0: off).")
     recalibrate_batches: int = Field(10, ge=0, description="Recompute BatchNorm statistics over this many training "
                                                           "batches after each alteration (0: off).")
-    lr: float = Field(0.05, gt=0, description="Initial learning rate.")  # fine-tuning from the teacher
+    # The teacher recipe's rate: each alteration needs it to recover (docs/tailor.md, issue 18).
+    lr: float = Field(0.1, gt=0, description="Initial learning rate.")
 
     train_config = TrainJob.train_config
 
