@@ -25,8 +25,10 @@ import time
 from pathlib import Path
 
 from skipswitch.checkpoint import atomic_write_text
+from skipswitch.jobs.training import TailorJob
 from skipswitch.models import create_model
 from skipswitch.tailor import run_tailor
+from skipswitch.tailor.schedule import recommended_every
 from skipswitch.training import TrainConfig
 from skipswitch.training.run import train_model
 
@@ -36,7 +38,12 @@ TARGETS = {"shortener": 0.5, "remover": 1.5}  # points below the teacher, from t
 
 def alteration_every(model: str, epochs: int) -> int:
     blocks = len(create_model(model, num_classes=10, in_channels=1, input_size=8).blocks())
-    return max(1, (2 * epochs // 3) // blocks)
+    return recommended_every(blocks, epochs)
+
+
+# The Tailor settings of every student: the tailor job's defaults (KD, warm-up, clipping, BN
+# recalibration; docs/tailor.md), so the benchmark measures what `skipswitch tailor` does.
+TAILOR = {name: field.default for name, field in TailorJob.model_fields.items()}
 
 
 def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailor_lr: float,
@@ -47,14 +54,19 @@ def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailo
     teacher_cfg = TrainConfig(epochs=epochs, lr=0.1, seed=seed)
     student_cfg = TrainConfig(epochs=epochs, lr=tailor_lr, seed=seed)
     every = alteration_every(model, epochs)
+    settings = {k: TAILOR[k] for k in ("kd", "alpha", "temperature", "warmup_steps", "clip",
+                                               "recalibrate_batches")}
+
+    def student(method: str):
+        return lambda d: run_tailor(base / "teacher" / "model.safetensors", method, config=student_cfg, out_dir=d,
+                                    every=every, quiet=True, resume=True, **settings)
+
     jobs = {
         "teacher": lambda d: train_model(model, dataset, config=teacher_cfg, out_dir=d, quiet=True, resume=True),
         "scratch": lambda d: train_model(model, dataset, config=teacher_cfg, out_dir=d, skip_mode="none",
                                          quiet=True, resume=True),
-        "remover": lambda d: run_tailor(base / "teacher" / "model.safetensors", "remove", config=student_cfg,
-                                        out_dir=d, every=every, quiet=True, resume=True),
-        "shortener": lambda d: run_tailor(base / "teacher" / "model.safetensors", "shorten", config=student_cfg,
-                                          out_dir=d, every=every, quiet=True, resume=True),
+        "remover": student("remove"),
+        "shortener": student("shorten"),
     }
     accs = {}
     for variant in ("teacher", "scratch", "remover", "shortener"):
@@ -81,17 +93,22 @@ def fmt(values: list[float]) -> str:
 
 
 def write_report(path: Path, grid: dict, args, command: str) -> None:
+    kd_term = f"KL(T={TAILOR['temperature']})" if TAILOR["kd"] == "kl" else f"{TAILOR['kd'].upper()}(logits)"
     lines = [
         "# Tailor accuracy: teacher vs Skip Shortener vs Skip Remover vs no-skip from scratch",
         "",
         f"- Date: {dt.date.today().isoformat()}",
         f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
-        + ("" if args.report_only else f" (torch CPU threads: {__import__('torch').get_num_threads()})"),
+        + ("" if args.report_only else f" (torch CPU threads: {__import__('torch').get_num_threads()};"
+           f" load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())}, the machine shared)"),
         f"- Command: `{command}`",
         f"- Protocol: every variant gets the same epoch budget per dataset ({', '.join(f'{d}: {e}' for d, e in args.epoch_budget.items())});"
         " teacher and scratch: SGD lr 0.1, Nesterov 0.9, wd 1e-4, cosine, batch 64; Tailor students start from"
-        f" the teacher, KD = 0.35*MSE(logits)+0.65*CE, lr {args.tailor_lr}, one skip altered every"
-        " max(1, (2*epochs//3)//blocks) epochs from the input side, then training continues.",
+        f" the teacher, KD = {TAILOR['alpha']}*{kd_term}+{1 - TAILOR['alpha']:.2f}*CE, lr {args.tailor_lr},"
+        f" warm-up {TAILOR['warmup_steps']} steps after each alteration, gradient norm clipped to"
+        f" {TAILOR['clip']}, BN statistics recomputed over {TAILOR['recalibrate_batches']} batches"
+        " after each alteration, one skip altered every max(1, (2*epochs//3)//blocks) epochs from the input side,"
+        " then training continues.",
         "- Test accuracy in percent, mean ± std over seeds (n = seeds finished). Splits: seeded, stratified"
         " 72/8/20 train/val/test.",
         *(["- Assembled with --report-only from the finished runs in "
@@ -142,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--epochs", default="digits=40,mnist5k=20",
                         help="per-dataset epoch budget, e.g. digits=40,mnist5k=20")
-    parser.add_argument("--tailor-lr", type=float, default=0.05)
+    parser.add_argument("--tailor-lr", type=float, default=TAILOR["lr"])
     parser.add_argument("--skip", default="", help="dataset/model cells to leave out, e.g. mnist5k/resnet56")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_tailor"))
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the runs that finished")

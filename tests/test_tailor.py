@@ -96,9 +96,12 @@ def test_frozen_teacher_bn_buffers_do_not_drift_during_kd(teacher_ckpt, digits):
         assert torch.equal(v, before[k]), k
 
 
-def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt, tmp_path):
+# The stabilisers (warm-up, clipping, BN recalibration) must resume exactly too.
+@pytest.mark.parametrize("settings", [{}, {"warmup_steps": 5, "clip": 1.0, "recalibrate_batches": 2, "kd": "kl"}])
+def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt, tmp_path, settings):
     config = TrainConfig(epochs=4, batch_size=128, lr=0.02)
-    straight = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "a", every=1, quiet=True)
+    straight = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "a", every=1, quiet=True,
+                          **settings)
     from skipswitch.training import trainer as trainer_module
 
     original = trainer_module.Trainer._train_epoch
@@ -111,10 +114,11 @@ def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt,
     trainer_module.Trainer._train_epoch = crash_at_epoch_3
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True)
+            run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True, **settings)
     finally:
         trainer_module.Trainer._train_epoch = original
-    resumed = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True, resume=True)
+    resumed = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True,
+                         resume=True, **settings)
     assert resumed.model.skip_modes == straight.model.skip_modes
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
@@ -127,3 +131,48 @@ def test_teacher_of_another_architecture_is_rejected(teacher_ckpt, tmp_path):
         run_tailor(teacher_ckpt, "prune", config=TrainConfig(epochs=4), out_dir=tmp_path)
     with pytest.raises(SkipswitchError, match="expects 1x"):
         run_tailor(teacher_ckpt, "remove", config=TrainConfig(epochs=4), out_dir=tmp_path, dataset_name="mnist5k")
+
+
+def test_pace_warning_names_the_recommended_rate(teacher_ckpt, tmp_path, capsys):
+    model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8)
+    # 3 skips every 3 epochs in 10: the last alteration at epoch 10, past two thirds
+    advice = AlterationSchedule(model, "remove", every=3).pace_advice(10)
+    assert advice.startswith("3 skips altered every 3 epoch(s) leave 1 of 10 epochs") and "--every 2 " in advice
+    assert AlterationSchedule(model, "remove", every=2).pace_advice(10) is None
+    assert "--every 1 with --epochs >= 5" in AlterationSchedule(model, "remove", every=1).pace_advice(4)
+    run_tailor(teacher_ckpt, "remove", config=TrainConfig(epochs=4, batch_size=128, lr=0.02), out_dir=tmp_path,
+               every=1, quiet=True)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: 3 skips altered every 1 epoch(s)")
+
+
+def test_alteration_aware_sgd_warms_up_after_an_alteration_and_clips():
+    from skipswitch.tailor.stabilise import AlterationAwareSGD
+
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = AlterationAwareSGD([p], lr=1.0, clip=1.0, warmup_steps=4)
+    moves = []
+    for warm in (True, False):
+        opt.begin_epoch(warm)
+        for _ in range(5):
+            before = p.item()
+            p.grad = torch.full((1,), 100.0)  # clipped to norm 1
+            opt.step()
+            moves.append(round(before - p.item(), 6))
+    assert moves == [0.25, 0.5, 0.75, 1.0, 1.0] + [1.0] * 5
+    assert opt.param_groups[0]["lr"] == 1.0  # the schedule's rate is restored after each step
+
+
+def test_bn_statistics_are_recomputed_only_after_an_alteration(teacher_ckpt, digits):
+    from skipswitch.tailor.stabilise import AlterationAwareSGD, StabilisedSchedule
+
+    model, _ = load_model(teacher_ckpt)
+    opt = AlterationAwareSGD(model.parameters(), lr=0.1)
+    hook = StabilisedSchedule(AlterationSchedule(model, "shorten", every=1), opt, digits.train, batch_size=64,
+                              seed=0, recalibrate_batches=3)
+    last_bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1]
+    before = last_bn.running_var.clone()
+    hook(0, model)  # no alteration at epoch 0
+    assert torch.equal(last_bn.running_var, before)
+    hook(1, model)  # block 0 shortened: downstream statistics recomputed over 3 batches
+    assert not torch.equal(last_bn.running_var, before) and int(last_bn.num_batches_tracked) == 3

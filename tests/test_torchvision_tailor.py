@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -56,8 +58,21 @@ def test_removal_drops_the_projection_and_alteration_is_one_way():
     assert sum(p.numel() for p in model.parameters()) < before
     with pytest.raises(SkipswitchError, match="alter only from long"):
         model.set_skip_mode(2, "long")
-    with pytest.raises(SkipswitchError, match="bottleneck"):
-        _tv("short", "resnet50")
+
+
+def test_bottleneck_shortening_adds_zero_initialised_projections():
+    """Shortening a torchvision bottleneck (refused before issue 18) adds a 1x1 projection wherever a
+    conv changes shape; each starts adding nothing (BN scale 0), and the model traces to short skips."""
+    model = _tv("long", "resnet50")
+    new = model.set_skip_mode(0, "short")  # layer1.0: 64 -> 64 -> 64 -> 256, so proj1 is an identity
+    block = model.blocks()[0]
+    assert block.short_proj1 is None and block.short_proj2 is None and block.short_proj3 is not None
+    assert len(new) == 3 and torch.count_nonzero(block.short_proj3[1].weight) == 0
+    for i in range(1, len(model.blocks())):
+        model.set_skip_mode(i, "short")
+    graph = trace(model)
+    assert model.skip_modes == ["short"] * 16 and not any(s.is_long for s in graph.skips)
+    assert torch.isfinite(model(torch.randn(2, 1, 8, 8))).all()
 
 
 def test_cost_order_puts_the_largest_skip_buffer_first():
@@ -83,3 +98,43 @@ def test_tailor_schedule_alters_a_torchvision_model():
         schedule(epoch, model)
     assert model.skip_modes == ["short"] * 8
     assert len(trace(model).skips) == 16
+
+
+# The stated bound of the test below: after every alteration the student's mean training loss
+# (the KD objective) stays within this many nats of the teacher's last-epoch training loss.
+# Measured: 0.5 to 0.9 here (1.2 at lr 0.05); before issue 18 (MSE on logits, no warm-up, clipping or BN
+# recalibration) the same run reached 18.6.
+LOSS_BOUND = 2.0
+
+
+@pytest.mark.slow
+def test_tailor_on_torchvision_resnet18_stays_finite_and_near_the_teacher(tmp_path, monkeypatch, digits):
+    """A short Skip Remover run with the job's default stabilisers on a 128-image slice of digits."""
+    import dataclasses
+
+    from skipswitch.data import Split
+    from skipswitch.jobs.training import TailorJob
+    from skipswitch.tailor import retrain, run_tailor
+    from skipswitch.training import TrainConfig, Trainer
+
+    def head(split, n):
+        return Split(split.images[:n], split.labels[:n])
+
+    small = dataclasses.replace(digits, train=head(digits.train, 128), val=head(digits.val, 32),
+                                test=head(digits.test, 32))
+    monkeypatch.setattr(retrain, "load_dataset", lambda *args, **kwargs: small)
+    teacher = create_model("torchvision:resnet18", num_classes=10, in_channels=1, input_size=8)
+    taught = Trainer(teacher, small, TrainConfig(epochs=6, lr=0.02), tmp_path / "teacher", quiet=True).fit()
+    teacher_loss = taught.history[-1]["train_loss"]
+
+    job = TailorJob(teacher=tmp_path / "teacher" / "model.safetensors", method="remove", epochs=12, every=1)
+    result = run_tailor(job.teacher, "remove", config=job.train_config(), out_dir=tmp_path / "student",
+                        kd=job.kd, alpha=job.alpha, temperature=job.temperature, every=1,
+                        warmup_steps=job.warmup_steps, clip=job.clip,
+                        recalibrate_batches=job.recalibrate_batches, quiet=True)
+    altered = [h for h in result.history if "event" in h]
+    assert len(altered) == 8 and result.model.skip_modes == ["none"] * 8
+    for h in result.history:
+        assert math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"])
+    losses = [round(h["train_loss"], 2) for h in altered]
+    assert max(losses) <= teacher_loss + LOSS_BOUND, (losses, teacher_loss)

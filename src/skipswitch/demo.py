@@ -85,7 +85,7 @@ def _tailor(method: str) -> Callable[[DemoSettings, Path], Section]:
     def run(s: DemoSettings, d: Path) -> Section:
         result = training.tailor(validated(
             training.TailorJob, teacher=s.path("teacher", "model.safetensors"), method=method, epochs=s.epochs,
-            every=s.every, lr=0.05, out=d, resume=True, quiet=s.quiet))
+            every=s.every, out=d, resume=True, quiet=s.quiet))  # the job's recipe (docs/tailor.md)
         title = "Tailor: Skip Remover" if method == "remove" else "Tailor: Skip Shortener"
         section = _tailor_section(title, result)
         _plot_val_accuracy(s, result, d / "val_accuracy.png")

@@ -37,13 +37,20 @@ class TailorJob(TrainConfig, RunOptions):
     model: Optional[str] = Field(None, description="Student architecture; must equal the teacher's.")
     dataset: Optional[str] = Field(None, description="Dataset [default: the teacher's].")
     out: Optional[OutDir] = Field(None, description="Run directory [default: runs/<model>-<dataset>-<method>].")
-    kd: str = Field("mse", description="KD loss: mse (Tailor reference) or kl (softened, with --temperature).")
+    kd: str = Field("kl", description="KD loss: kl (softened logits, with --temperature) or mse (the Tailor "
+                                      "reference; unstable on wide ResNets, docs/tailor.md).")
     alpha: float = Field(0.35, ge=0, le=1, description="Weight of the distillation term; 1 - alpha weighs cross-entropy.")
     temperature: float = Field(4.0, gt=0, le=1000, description="Softmax temperature for --kd kl.")
     every: int = Field(3, ge=1, le=1000, description="Alter the next skip every K epochs.")
     order: str = Field("input", description="Which skip first: input (reference), output, cost (largest skip "
                                             "buffer first), or another registered order.")
-    lr: float = Field(0.05, gt=0, description="Initial learning rate.")  # fine-tuning from the teacher
+    warmup_steps: int = Field(20, ge=0, description="After each alteration (and at the start), raise the learning "
+                                                   "rate linearly over this many steps (0: off).")
+    clip: float = Field(5.0, ge=0, description="Clip the gradient norm to this value (0: off).")
+    recalibrate_batches: int = Field(10, ge=0, description="Recompute BatchNorm statistics over this many training "
+                                                          "batches after each alteration (0: off).")
+    # The teacher recipe's rate: each alteration needs it to recover (docs/tailor.md).
+    lr: float = Field(0.1, gt=0, description="Initial learning rate.")
 
     @model_validator(mode="after")
     def _run_dir(self) -> "TailorJob":
@@ -79,6 +86,12 @@ class TailorKD(BaseModel):
     temperature: float
 
 
+class TailorStabilise(BaseModel):
+    warmup_steps: int
+    clip: float
+    recalibrate_batches: int
+
+
 class TailorSchedule(BaseModel):
     every: int
     order: str
@@ -92,6 +105,7 @@ class TailorResult(TrainResult):
     teacher_test_acc: float
     kd: TailorKD
     schedule: TailorSchedule
+    stabilise: Optional[TailorStabilise] = None  # absent in results of earlier versions (no stabilisers)
     teacher_unchanged: bool
 
 
@@ -166,7 +180,9 @@ def tailor(job: TailorJob) -> TailorResult:
         return TailorResult.load(out / "results.json")
     run = run_tailor(job.teacher, job.method, config=job.train_config(), out_dir=out, model_name=job.model,
                      dataset_name=job.dataset, data_dir=job.data_dir, kd=job.kd, alpha=job.alpha,
-                     temperature=job.temperature, every=job.every, order=job.order, quiet=job.quiet,
+                     temperature=job.temperature, every=job.every, order=job.order,
+                     warmup_steps=job.warmup_steps, clip=job.clip, recalibrate_batches=job.recalibrate_batches,
+                     quiet=job.quiet,
                      resume=job.resume)
     result = TailorResult(**run.results)
     save_on_rank0(result, out / "results.json")

@@ -10,11 +10,11 @@ which hls4ml needs). Stem, head and block layers keep torchvision's names
 (``net.layer1.0.conv1.weight``) except the projection: ``downsample`` becomes ``shortcut``.
 
 * ``long``:  torchvision's block (its ``+=`` written as an out-of-place add).
-* ``short`` (basic blocks only): Tailor's shortened block, reusing the projection.
+* ``short``: Tailor's shortened block; a basic block reuses the projection, a bottleneck gets a
+  new 1x1 projection (zero-initialised BN scale) wherever one of its convs changes shape.
 * ``none``:  the block without its skip; the projection is dropped.
 
-Skips can be altered from ``long`` only (as Tailor does); bottleneck shortening would need new
-projections and is not supported.
+Skips can be altered from ``long`` only (as Tailor does).
 """
 
 from __future__ import annotations
@@ -102,9 +102,11 @@ class TorchvisionResNet(nn.Module):
         if mode != block.skip_mode:
             if block.skip_mode != "long":
                 raise SkipswitchError(f"block {block_index} is {block.skip_mode}; torchvision blocks alter only from long")
-            if mode == "short" and isinstance(block, Bottleneck):
-                raise SkipswitchError("shortening torchvision bottleneck blocks is not supported; use remove")
-        return block.set_skip_mode(mode)  # empty: shortening reuses the projection; removal drops it
+        device = next(self.parameters()).device
+        new = block.set_skip_mode(mode)  # a shortened bottleneck's new projections
+        for p in new:
+            p.data = p.data.to(device)
+        return new
 
     @property
     def config(self) -> dict:

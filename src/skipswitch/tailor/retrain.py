@@ -4,6 +4,7 @@ altered gradually (Skip Remover / Skip Shortener) under knowledge distillation."
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import torch
@@ -12,8 +13,10 @@ from ..checkpoint import atomic_write_json, load_model
 from ..data import load_dataset
 from ..errors import SkipswitchError
 from ..training import RunResult, TrainConfig, Trainer, evaluate
+from ..training.trainer import make_optimizer
 from .kd import DistillationLoss
 from .schedule import AlterationSchedule
+from .stabilise import AlterationAwareSGD, StabilisedSchedule
 
 
 def _state_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -34,9 +37,16 @@ def run_tailor(
     temperature: float = 4.0,
     every: int = 3,
     order: str = "input",
+    warmup_steps: int = 0,
+    clip: float = 0.0,
+    recalibrate_batches: int = 0,
     quiet: bool = False,
     resume: bool = False,
 ) -> RunResult:
+    """Retrain a student from the teacher at ``teacher_path`` while ``method`` alters its skips.
+
+    The defaults are the Tailor reference recipe (MSE on logits, no warm-up, clipping or BN
+    recalibration); the tailor job's defaults add what wide ResNets need (docs/tailor.md)."""
     teacher, meta = load_model(teacher_path)
     teacher_arch = meta["model"]["name"]
     if model_name is not None and model_name != teacher_arch:
@@ -59,12 +69,18 @@ def run_tailor(
     student.train()
     schedule = AlterationSchedule(student, method, every=every, order=order)
     schedule.check_epochs(config.epochs)
+    if advice := schedule.pace_advice(config.epochs):
+        print(f"warning: {advice}", file=sys.stderr)
     loss = DistillationLoss(teacher, kind=kd, alpha=alpha, temperature=temperature)
     teacher_before = _state_snapshot(teacher)
     teacher_test_loss, teacher_test_acc = evaluate(teacher, dataset.test)
 
+    optimizer = AlterationAwareSGD(student.parameters(), clip=clip, warmup_steps=warmup_steps,
+                                   **make_optimizer(student, config).defaults)
+    hook = StabilisedSchedule(schedule, optimizer, dataset.train, batch_size=config.batch_size, seed=config.seed,
+                              recalibrate_batches=recalibrate_batches)
     trainer = Trainer(
-        student, dataset, config, out_dir, loss_fn=loss, epoch_hook=schedule, quiet=quiet,
+        student, dataset, config, out_dir, loss_fn=loss, epoch_hook=hook, optimizer=optimizer, quiet=quiet,
         description=f"tailor {method}",
         metadata={
             "run": "tailor",
@@ -74,6 +90,7 @@ def run_tailor(
             "teacher_test_acc": teacher_test_acc,
             "kd": {"kind": kd, "alpha": alpha, "temperature": temperature},
             "schedule": {"every": every, "order": order, "alterations": [a.to_dict() for a in schedule.alterations]},
+            "stabilise": {"warmup_steps": warmup_steps, "clip": clip, "recalibrate_batches": recalibrate_batches},
         },
     )
     trainer.runtime.place(teacher)

@@ -36,6 +36,11 @@ register_order("input", _long_blocks)
 register_order("output", lambda model: list(reversed(_long_blocks(model))))
 
 
+def recommended_every(alterations: int, epochs: int) -> int:
+    """Alterations spread over the first two thirds of the epochs; the last third recovers."""
+    return max(1, (2 * epochs // 3) // max(1, alterations))
+
+
 @dataclass(frozen=True)
 class Alteration:
     epoch: int
@@ -73,6 +78,17 @@ class AlterationSchedule:
                 f"epochs={epochs} is too few: {len(self.alterations)} skips altered every {self.every} epochs "
                 f"need at least {self.last_epoch + 1} epochs (more to recover after the last)"
             )
+
+    def pace_advice(self, epochs: int) -> str | None:
+        """One line when the alterations run past two thirds of ``epochs`` (too little time left
+        to recover), naming the pace the method recommends; ``None`` when the pace is fine."""
+        n = len(self.alterations)
+        if 3 * self.last_epoch <= 2 * epochs:
+            return None
+        every = recommended_every(n, epochs)
+        fix = f"--every {every}" if 3 * n * every <= 2 * epochs else f"--every {every} with --epochs >= {-(-3 * n * every // 2)}"
+        return (f"{n} skips altered every {self.every} epoch(s) leave {epochs - self.last_epoch} of {epochs} epochs "
+                f"to recover after the last; recommended: {fix} (alterations within the first two thirds)")
 
     def __call__(self, epoch: int, model: nn.Module) -> tuple[list[nn.Parameter], dict[str, Any] | None]:
         alteration = self._by_epoch.get(epoch)

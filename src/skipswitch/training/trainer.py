@@ -160,6 +160,7 @@ class Trainer:
         quiet: bool = False,
         description: str = "train",
         metadata: dict[str, Any] | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ):
         self.runtime = Runtime(config)
         self.model = self.runtime.place(model)
@@ -172,7 +173,7 @@ class Trainer:
         self.quiet = quiet or not self.is_main
         self.description = description
         self.metadata = dict(metadata or {})
-        self.optimizer = make_optimizer(model, config)
+        self.optimizer = optimizer or make_optimizer(model, config)  # Tailor passes its own (tailor/stabilise.py)
         self.history: list[dict[str, Any]] = []
 
     @property
