@@ -60,9 +60,9 @@ def main() -> None:
     cmd = "PYTHONPATH=src python benchmarks/dse_speed.py " + " ".join(sys.argv[1:])
     text = f"""# DSE speed (FastSwitch accelerator model)
 
-Date: {datetime.date.today()} · machine: {platform.machine()}, {os.cpu_count()} CPU cores **shared with other
-engineers' jobs during this run** (load averages 1 / 5 / 15 min, read after each preset's runs, in the table: a load
-above {os.cpu_count()} means other processes held the cores, so the rates are floors for an idle machine) · numpy,
+Date: {datetime.date.today()} · machine: {platform.machine()}, {os.cpu_count()} CPU cores (load averages 1 / 5 / 15 min,
+read after each preset's runs, in the table: a load above {os.cpu_count()} means other processes held the cores, so the
+rates are floors for an idle machine) · numpy,
 single process · command: `{cmd.strip()}`
 
 Workload: {work.name} ({len(work.trace)} queries, {n_layers} distinct layer instances after merging identical
