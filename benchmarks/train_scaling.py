@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -43,8 +44,8 @@ from skipswitch.training.progress import TrainProgress  # noqa: E402
 
 # (model, input size, classes, CPU batch, CPU steps, GPU batch, GPU steps)
 WORKLOADS = {
-    "resnet20": (32, 10, 32, 2, 256, 40),
-    "resnet50": (224, 1000, 2, 1, 64, 20),
+    "resnet20": (32, 10, 32, 8, 256, 40),
+    "resnet50": (224, 1000, 4, 2, 64, 20),
 }
 RESULTS = ROOT / "docs" / "results" / "train_scaling.json"
 GPU_COMMAND = "PYTHONPATH=src python benchmarks/train_scaling.py --gpu"
@@ -127,13 +128,16 @@ def measure(name: str, loop: str, device: str, amp: str, channels_last: bool) ->
     return seen / elapsed
 
 
+CPU_REPEATS = 3  # bare and Trainer interleaved, so load drifts hit both alike; the table gives medians
+
+
 def cpu_rows(nprocs: list[int]) -> list[dict]:
     from skipswitch.training.distributed import launch
 
     rows = []
     for name in WORKLOADS:
         for nproc in nprocs:
-            for loop in ("bare", "trainer"):
+            for loop in ("bare", "trainer") * CPU_REPEATS:
                 if nproc == 1:
                     value = measure(name, loop, "cpu", "off", False)
                 else:
@@ -179,18 +183,21 @@ def render(results: dict) -> str:
         lines += ["", "## CPU", "",
                   f"- Date: {cpu['date']}; machine: {cpu['machine']}; torch {cpu['torch']}.",
                   f"- Load average (1/5/15 min) before: {cpu['load_before']}, after: {cpu['load_after']}. The "
-                  "machine is shared with other jobs on 2 cores, so these are short, noisy runs: read the ratios, "
-                  "not the absolute rates, and 2 processes on 2 shared cores cannot show a 2x scaling.",
-                  "- ResNet-20: batch 32, 2 steps; ResNet-50: batch 2, 1 step (kept this small because the shared "
-                  "CPUs were saturated by other jobs; a ResNet-50 step at 224x224 takes seconds). 2 processes: one thread each, gloo; the bare loop wraps the model in "
+                  "load average above 2 would mean other jobs shared the 2 cores; 2 processes on 2 cores (one thread "
+                  "each, against two threads in the 1-process rows) cannot show a 2x scaling.",
+                  f"- ResNet-20: batch {WORKLOADS['resnet20'][2]}, {WORKLOADS['resnet20'][3]} steps; ResNet-50: batch "
+                  f"{WORKLOADS['resnet50'][2]}, {WORKLOADS['resnet50'][3]} steps (a ResNet-50 step at 224x224 takes "
+                  f"seconds on these cores); each figure the median of {CPU_REPEATS} repetitions, bare and Trainer "
+                  "interleaved. 2 processes: one thread each, gloo; the bare loop wraps the model in "
                   "DistributedDataParallel, the Trainer all-reduces the gradients once per step (training/distributed.py).",
                   "", "| model | processes | bare loop images/s | Trainer images/s | Trainer / bare |", "|---|---|---|---|---|"]
         table: dict = {}
         for r in cpu["rows"]:
-            table.setdefault((r["model"], r["processes"]), {})[r["loop"]] = r["images_per_s"]
+            table.setdefault((r["model"], r["processes"]), {}).setdefault(r["loop"], []).append(r["images_per_s"])
+        table = {k: {loop: statistics.median(vals) for loop, vals in v.items()} for k, v in table.items()}
         lines_after = ["", "- With several processes the Trainer's all-reduce (gradients and BatchNorm buffers, one flat "
-                       "tensor) runs after the backward pass, where DDP overlaps bucketed all-reduces with it; that "
-                       "is the cost the multi-process rows show, besides the noise of one timed pass on loaded cores."]
+                       "tensor) runs after the backward pass, where DDP overlaps bucketed all-reduces with it: a cost "
+                       "the multi-process rows can show, within the spread of the repetitions (train_scaling.json)."]
         for (model, procs), v in table.items():
             lines.append(f"| {model} | {procs} | {v['bare']:.3g} | {v['trainer']:.3g} | {v['trainer'] / v['bare']:.3f} |")
         lines += lines_after
