@@ -182,7 +182,7 @@ def render(results: dict) -> str:
     if cpu:
         lines += ["", "## CPU", "",
                   f"- Date: {cpu['date']}; machine: {cpu['machine']}; torch {cpu['torch']}.",
-                  f"- Load average (1/5/15 min) before: {cpu['load_before']}, after: {cpu['load_after']}. The "
+                  f"- Load average (1/5/15 min) before: {cpu['load_before']}, after: {cpu['load_after']}. A "
                   "load average above 2 would mean other jobs shared the 2 cores; 2 processes on 2 cores (one thread "
                   "each, against two threads in the 1-process rows) cannot show a 2x scaling.",
                   f"- ResNet-20: batch {WORKLOADS['resnet20'][2]}, {WORKLOADS['resnet20'][3]} steps; ResNet-50: batch "
