@@ -29,11 +29,12 @@ STRAGGLER_MARGIN_S = 0.5
 # The in-process grid runs several clients as threads: the first ones must not load the
 # dataset and partition concurrently (lru_cache does not serialise the first computation).
 _DATA_LOCK = threading.Lock()
-# Nor run their first training concurrently: its lazy first-use imports compile code, and
-# CPython 3.11 can fail with "SystemError: AST constructor recursion depth mismatch" when two
-# threads compile at once (seen in 1 of ~12 test runs). Later trainings run in parallel.
-_FIRST_TRAIN_LOCK = threading.Lock()
-_trained_once = threading.Event()
+# Nor train concurrently: lazy first-use imports (here and in torch) compile code, and CPython 3.11
+# can fail with "SystemError: AST constructor recursion depth mismatch" when two threads compile at
+# once. Serialising only the first training was not enough (the straggler test still hit it once,
+# in a later client's training). torch's intra-op threads use the cores
+# anyway, and stragglers sleep outside the lock, so deadlines behave as before.
+_TRAIN_LOCK = threading.Lock()
 
 
 class InjectedFault(RuntimeError):
@@ -133,12 +134,8 @@ def local_train(tensors: dict[str, torch.Tensor], task: ClientTask, partition_id
     subnets are seeded by run seed, round and partition, so a resumed run replays the same
     local training.
     """
-    if _trained_once.is_set():
+    with _TRAIN_LOCK:
         return _local_train(tensors, task, partition_id)
-    with _FIRST_TRAIN_LOCK:
-        result = _local_train(tensors, task, partition_id)
-        _trained_once.set()
-        return result
 
 
 def _local_train(tensors, task: ClientTask, partition_id):
