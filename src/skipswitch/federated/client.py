@@ -29,11 +29,10 @@ STRAGGLER_MARGIN_S = 0.5
 # The in-process grid runs several clients as threads: the first ones must not load the
 # dataset and partition concurrently (lru_cache does not serialise the first computation).
 _DATA_LOCK = threading.Lock()
-# Nor train concurrently: lazy first-use imports (here and in torch) compile code, and CPython 3.11
-# can fail with "SystemError: AST constructor recursion depth mismatch" when two threads compile at
-# once. Serialising only the first training was not enough (the straggler test still hit it once,
-# in a later client's training). torch's intra-op threads use the cores
-# anyway, and stragglers sleep outside the lock, so deadlines behave as before.
+# Nor train concurrently: code compiled on first use inside torch could still meet CPython 3.11's
+# concurrent-compile SystemError (the grid imports our own modules before its threads start, see
+# simulate._import_before_threads). torch's intra-op threads use the cores anyway, and stragglers
+# sleep outside the lock, so deadlines behave as before.
 _TRAIN_LOCK = threading.Lock()
 
 

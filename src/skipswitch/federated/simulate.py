@@ -76,6 +76,23 @@ def make_server_app(config: Optional[FedConfig] = None, run_dir: str | Path | No
     return app
 
 
+# What the client threads and the server import on first use. CPython 3.11 can fail with "SystemError: AST
+# constructor recursion depth mismatch" when two threads compile source at once, and a fresh checkout has no
+# bytecode cache, so every first import compiles: import it all in this thread before any client thread runs.
+_FIRST_USE_PACKAGES = ("skipswitch.data", "skipswitch.models", "skipswitch.graph", "skipswitch.training",
+                       "skipswitch.supernet", "skipswitch.federated")
+
+
+def _import_before_threads() -> None:
+    import importlib
+    import pkgutil
+
+    for package in _FIRST_USE_PACKAGES:
+        module = importlib.import_module(package)
+        for info in pkgutil.walk_packages(module.__path__, package + "."):
+            importlib.import_module(info.name)
+
+
 class LocalGrid(_GridBase):
     """A Flower Grid that runs a ClientApp in threads of this process (one per message in flight).
 
@@ -87,6 +104,8 @@ class LocalGrid(_GridBase):
     def __init__(self, client_app, num_nodes: int, first_node_id: int = 1001):
         from flwr.app import Context, RecordDict
         from flwr.common.constant import SUPERLINK_NODE_ID
+
+        _import_before_threads()
 
         try:  # flwr >= 1.41: messages take their run and sender from the process's task identity,
             # which the Flower runtimes set; here we are the runtime.
