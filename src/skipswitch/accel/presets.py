@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..errors import SkipswitchError
 from ..fpga.parts import Part
+from ..io import validation_line
 
 
 class Conditions(BaseModel):
@@ -81,10 +82,7 @@ def _validated(data: dict) -> Conditions:
     try:
         return Conditions(**data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        if err["loc"]:
-            raise SkipswitchError(f"invalid {err['loc'][0]}={err.get('input')!r}: {err['msg']}") from None
-        raise SkipswitchError(f"invalid conditions: {err['msg'].removeprefix('Value error, ')}") from None
+        raise SkipswitchError(f"conditions: {validation_line(exc)}") from None
 
 
 PRESETS: dict[str, Conditions] = {

@@ -30,6 +30,7 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import SkipswitchError
+from ..io import validation_line
 
 BYTES_PER_ELEMENT = 4
 
@@ -76,9 +77,7 @@ def load_profiles(path: str | Path) -> ProfileSet:
     try:
         return ProfileSet.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise SkipswitchError(f"profiles file {path}: invalid {where}={err.get('input')!r}: {err['msg']}") from None
+        raise SkipswitchError(f"profiles file {path}: {validation_line(exc)}") from None
 
 
 @dataclass(frozen=True)
