@@ -1,3 +1,4 @@
+import re
 import pytest
 import torch
 
@@ -63,3 +64,17 @@ def test_malformed_cifar_directory(tmp_path):
     (tmp_path / "cifar-10-batches-py").mkdir()
     with pytest.raises(SkipswitchError, match="malformed cifar10"):
         load_dataset("cifar10", tmp_path)
+
+
+def test_resized_variant_keeps_splits_and_labels_and_travels_in_its_name():
+    plain, resized = load_dataset("digits", seed=1), load_dataset("digits@16", seed=1)
+    assert resized.name == "digits@16" and resized.input_size == (16, 16)
+    assert torch.equal(plain.test.labels, resized.test.labels)
+    # bilinear resize of normalised images keeps their scale: per-image means agree closely
+    assert torch.allclose(plain.train.images.mean(dim=(1, 2, 3)), resized.train.images.mean(dim=(1, 2, 3)), atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["digits@x", "digits@4", "imagefolder@32", "nope@32"])
+def test_resized_variant_rejects_bad_names_in_one_line(name):
+    with pytest.raises(SkipswitchError, match=re.escape(name)):
+        load_dataset(name)

