@@ -359,8 +359,9 @@ def test_single_buffering_is_never_faster(work):
 
 def test_real_supernet_contract():
     """A real elastic supernet (skipswitch.supernet) through the graph IR."""
-    supernet_mod = pytest.importorskip("skipswitch.supernet")
-    sn = supernet_mod.supernet_for("resnet-cifar")
+    from skipswitch.supernet import supernet_for
+
+    sn = supernet_for("resnet-cifar")
     configs = wl.spread_configs(sn, 3, candidates=12)
     work = wl.workload_from_supernet(sn, configs, name="cifar")
     sizes = [s.weight_elements for s in work.subnets]
