@@ -131,7 +131,7 @@ def test_tailor_on_torchvision_resnet18_stays_finite_and_near_the_teacher(tmp_pa
     result = run_tailor(job.teacher, "remove", config=job.train_config(), out_dir=tmp_path / "student",
                         kd=job.kd, alpha=job.alpha, temperature=job.temperature, every=1,
                         warmup_steps=job.warmup_steps, clip=job.clip,
-                        recalibrate_batches=job.recalibrate_batches, quiet=True)
+                        recalibrate_batches=job.recalibrate_batches, fade_steps=job.fade_steps, quiet=True)
     altered = [h for h in result.history if "event" in h]
     assert len(altered) == 8 and result.model.skip_modes == ["none"] * 8
     for h in result.history:
