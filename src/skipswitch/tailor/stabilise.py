@@ -4,7 +4,8 @@ Measured on ``torchvision:resnet18`` (docs/tailor.md): each alteration, and the 
 from the teacher's weights, change the network's function abruptly; at the fine-tuning rate
 the next SGD steps overshoot and the loss spikes to tens or hundreds. Three remedies that
 the reference training recipes use: a linear learning-rate warm-up after each alteration,
-gradient-norm clipping, and BatchNorm statistics recomputed for the new topology.
+gradient-norm clipping, and BatchNorm statistics recomputed for the new topology; and, ours,
+a removed skip faded out over the steps before its removal instead of cut at once.
 """
 
 from __future__ import annotations
@@ -61,10 +62,9 @@ class StabilisedSchedule:
     old statistics describe the old topology), and the optimizer's warm-up armed.
 
     With ``fade_steps`` (Skip Remover only; 0: the reference's abrupt removal) the skip that the
-    schedule removes at epoch e is faded out over the first ``fade_steps`` steps (at most the
-    epoch's) of epoch e - 1:
-    its shortcut's output is scaled from 1 down to 0, so the removal itself no longer changes
-    the function and the weights adapt while the skip still carries part of the signal."""
+    schedule removes at epoch e fades out over the first ``fade_steps`` steps (at most all) of
+    epoch e - 1: its shortcut's output is scaled from 1 down to 0, so the removal itself no longer
+    changes the function and the weights adapt while the skip still carries part of the signal."""
 
     def __init__(self, schedule: AlterationSchedule, optimizer: AlterationAwareSGD, train: Split, *,
                  batch_size: int, seed: int, recalibrate_batches: int = 0, fade_steps: int = 0):
