@@ -97,11 +97,14 @@ def test_frozen_teacher_bn_buffers_do_not_drift_during_kd(teacher_ckpt, digits):
         assert torch.equal(v, before[k]), k
 
 
-# The stabilisers (warm-up, clipping, BN recalibration) must resume exactly too.
-@pytest.mark.parametrize("settings", [{}, {"warmup_steps": 5, "clip": 1.0, "recalibrate_batches": 2, "kd": "kl"}])
-def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt, tmp_path, settings):
+# The stabilisers (warm-up, clipping, BN recalibration, the Remover's fade) must resume exactly too.
+@pytest.mark.parametrize("method,settings", [
+    ("shorten", {}), ("shorten", {"warmup_steps": 5, "clip": 1.0, "recalibrate_batches": 2, "kd": "kl"}),
+    ("remove", {"warmup_steps": 5, "recalibrate_batches": 2, "kd": "kl", "fade_steps": 3}),
+])
+def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt, tmp_path, method, settings):
     config = TrainConfig(epochs=4, batch_size=128, lr=0.02)
-    straight = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "a", every=1, quiet=True,
+    straight = run_tailor(teacher_ckpt, method, config=config, out_dir=tmp_path / "a", every=1, quiet=True,
                           **settings)
     from skipswitch.training import trainer as trainer_module
 
@@ -115,10 +118,10 @@ def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt,
     trainer_module.Trainer._train_epoch = crash_at_epoch_3
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True, **settings)
+            run_tailor(teacher_ckpt, method, config=config, out_dir=tmp_path / "b", every=1, quiet=True, **settings)
     finally:
         trainer_module.Trainer._train_epoch = original
-    resumed = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True,
+    resumed = run_tailor(teacher_ckpt, method, config=config, out_dir=tmp_path / "b", every=1, quiet=True,
                          resume=True, **settings)
     assert resumed.model.skip_modes == straight.model.skip_modes
     for k, v in straight.model.state_dict().items():
