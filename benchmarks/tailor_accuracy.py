@@ -47,15 +47,15 @@ TAILOR = {name: field.default for name, field in TailorJob.model_fields.items()}
 
 
 def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailor_lr: float,
-             train: bool = True) -> dict[str, float]:
+             train: bool = True, teacher_warmup: int = 0) -> dict[str, float]:
     """Train the four variants (or reuse finished runs); return test accuracy per variant.
     With ``train=False`` only finished runs are read."""
     base = work / dataset / model / f"seed{seed}"
-    teacher_cfg = TrainConfig(epochs=epochs, lr=0.1, seed=seed)
+    teacher_cfg = TrainConfig(epochs=epochs, lr=0.1, seed=seed, warmup_epochs=teacher_warmup)
     student_cfg = TrainConfig(epochs=epochs, lr=tailor_lr, seed=seed)
     every = alteration_every(model, epochs)
     settings = {k: TAILOR[k] for k in ("kd", "alpha", "temperature", "warmup_steps", "clip",
-                                               "recalibrate_batches")}
+                                               "recalibrate_batches", "fade_steps")}
 
     def student(method: str):
         return lambda d: run_tailor(base / "teacher" / "model.safetensors", method, config=student_cfg, out_dir=d,
@@ -103,11 +103,13 @@ def write_report(path: Path, grid: dict, args, command: str) -> None:
            f" load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())}, the machine shared)"),
         f"- Command: `{command}`",
         f"- Protocol: every variant gets the same epoch budget per dataset ({', '.join(f'{d}: {e}' for d, e in args.epoch_budget.items())});"
-        " teacher and scratch: SGD lr 0.1, Nesterov 0.9, wd 1e-4, cosine, batch 64; Tailor students start from"
+        " teacher and scratch: SGD lr 0.1, Nesterov 0.9, wd 1e-4, cosine, batch 64"
+        + (f", lr warm-up over the first {args.teacher_warmup_epochs} epochs" if args.teacher_warmup_epochs else "") + "; Tailor students start from"
         f" the teacher, KD = {TAILOR['alpha']}*{kd_term}+{1 - TAILOR['alpha']:.2f}*CE, lr {args.tailor_lr},"
         f" warm-up {TAILOR['warmup_steps']} steps after each alteration, gradient norm clipped to"
         f" {TAILOR['clip']}, BN statistics recomputed over {TAILOR['recalibrate_batches']} batches"
-        " after each alteration, one skip altered every max(1, (2*epochs//3)//blocks) epochs from the input side,"
+        f" after each alteration, Remover: each skip faded out over {TAILOR['fade_steps']} steps before its removal,"
+        " one skip altered every max(1, (2*epochs//3)//blocks) epochs from the input side,"
         " then training continues.",
         "- Test accuracy in percent, mean ± std over seeds (n = seeds finished). Splits: seeded, stratified"
         " 72/8/20 train/val/test.",
@@ -160,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", default="digits=40,mnist5k=20",
                         help="per-dataset epoch budget, e.g. digits=40,mnist5k=20")
     parser.add_argument("--tailor-lr", type=float, default=TAILOR["lr"])
+    parser.add_argument("--teacher-warmup-epochs", type=int, default=0,
+                        help="teacher and scratch: the learning rate rises linearly over this many epochs (Goyal et al. "
+                             "2017); the wide ResNets' rows use 2 (docs/tailor.md)")
     parser.add_argument("--skip", default="", help="dataset/model cells to leave out, e.g. mnist5k/resnet56")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_tailor"))
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the runs that finished")
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             for seed in map(int, args.seeds.split(",")):
                 accs = run_cell(args.work, dataset, model, seed, args.epoch_budget[dataset], args.tailor_lr,
-                                train=not args.report_only)
+                                train=not args.report_only, teacher_warmup=args.teacher_warmup_epochs)
                 for variant, acc in accs.items():
                     cell[variant].append(acc)
                 write_report(args.out, grid, args, "python " + " ".join(sys.argv))

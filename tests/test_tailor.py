@@ -61,6 +61,7 @@ def test_kd_losses_match_their_definitions():
         DistillationLoss(teacher, alpha=1.5)
 
 
+
 @pytest.mark.parametrize("method,target", [("remove", "none"), ("shorten", "short")])
 def test_tailor_run_keeps_teacher_frozen_and_alters_every_skip(teacher_ckpt, tmp_path, method, target):
     teacher, _ = load_model(teacher_ckpt)
@@ -96,11 +97,14 @@ def test_frozen_teacher_bn_buffers_do_not_drift_during_kd(teacher_ckpt, digits):
         assert torch.equal(v, before[k]), k
 
 
-# The stabilisers (warm-up, clipping, BN recalibration) must resume exactly too.
-@pytest.mark.parametrize("settings", [{}, {"warmup_steps": 5, "clip": 1.0, "recalibrate_batches": 2, "kd": "kl"}])
-def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt, tmp_path, settings):
+# The stabilisers (warm-up, clipping, BN recalibration, the Remover's fade) must resume exactly too.
+@pytest.mark.parametrize("method,settings", [
+    ("shorten", {}), ("shorten", {"warmup_steps": 5, "clip": 1.0, "recalibrate_batches": 2, "kd": "kl"}),
+    ("remove", {"warmup_steps": 5, "recalibrate_batches": 2, "kd": "kl", "fade_steps": 3}),
+])
+def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt, tmp_path, method, settings):
     config = TrainConfig(epochs=4, batch_size=128, lr=0.02)
-    straight = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "a", every=1, quiet=True,
+    straight = run_tailor(teacher_ckpt, method, config=config, out_dir=tmp_path / "a", every=1, quiet=True,
                           **settings)
     from skipswitch.training import trainer as trainer_module
 
@@ -114,10 +118,10 @@ def test_tailor_resume_across_an_alteration_gives_the_same_student(teacher_ckpt,
     trainer_module.Trainer._train_epoch = crash_at_epoch_3
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True, **settings)
+            run_tailor(teacher_ckpt, method, config=config, out_dir=tmp_path / "b", every=1, quiet=True, **settings)
     finally:
         trainer_module.Trainer._train_epoch = original
-    resumed = run_tailor(teacher_ckpt, "shorten", config=config, out_dir=tmp_path / "b", every=1, quiet=True,
+    resumed = run_tailor(teacher_ckpt, method, config=config, out_dir=tmp_path / "b", every=1, quiet=True,
                          resume=True, **settings)
     assert resumed.model.skip_modes == straight.model.skip_modes
     for k, v in straight.model.state_dict().items():
@@ -176,3 +180,41 @@ def test_bn_statistics_are_recomputed_only_after_an_alteration(teacher_ckpt, dig
     assert torch.equal(last_bn.running_var, before)
     hook(1, model)  # block 0 shortened: downstream statistics recomputed over 3 batches
     assert not torch.equal(last_bn.running_var, before) and int(last_bn.num_batches_tracked) == 3
+
+
+def test_fade_scales_the_next_removed_skip_to_zero_before_its_removal(digits):
+    """With fade_steps the skip removed at epoch e is scaled 1 -> 0 over epoch e - 1's first steps,
+    so the removal leaves the function as it was; checkpoints keep their keys while a skip fades."""
+    import copy
+
+    from skipswitch.tailor.stabilise import AlterationAwareSGD, StabilisedSchedule
+
+    torch.manual_seed(0)
+    model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8).eval()
+    keys = set(model.state_dict())
+    opt = AlterationAwareSGD(model.parameters(), lr=0.1)
+    hook = StabilisedSchedule(AlterationSchedule(model, "remove", every=1), opt, digits.train, batch_size=64,
+                              seed=0, fade_steps=4)
+    block, x = model.blocks()[0], torch.randn(2, 16, 8, 8)
+    long_out = block(x)
+    removed = copy.deepcopy(block)
+    removed.set_skip_mode("none")
+    hook(0, model)  # epoch 0: nothing removed, block 0 starts to fade
+    assert model.skip_modes == ["long"] * 3 and set(model.state_dict()) == keys
+    torch.testing.assert_close(block(x), long_out)  # step 0: scale 1
+    opt._epoch_step = 2
+    half = torch.relu(removed.bn2(removed.conv2(torch.relu(removed.bn1(removed.conv1(x))))) + 0.5 * x)
+    torch.testing.assert_close(block(x), half)
+    opt._epoch_step = 4
+    faded = block(x)
+    torch.testing.assert_close(faded, removed(x))
+    hook(1, model)  # block 0 removed: the same function; block 1 starts to fade
+    assert model.skip_modes == ["none", "long", "long"] and block.shortcut is None
+    torch.testing.assert_close(block(x), faded)
+    assert isinstance(model.blocks()[1].shortcut, torch.nn.Sequential)  # its projection carries the fade
+    shorten = StabilisedSchedule(AlterationSchedule(model, "shorten", every=1), opt, digits.train, batch_size=64,
+                                 seed=0, fade_steps=4)
+    assert shorten.fade_steps == 0  # shortening keeps a skip: nothing to fade
+    long_fade = StabilisedSchedule(AlterationSchedule(model, "remove", every=1), opt, digits.train, batch_size=512,
+                                   seed=0, fade_steps=20)
+    assert long_fade.fade_steps == -(-len(digits.train) // 512)  # capped at one epoch: at 0 when removed

@@ -49,6 +49,8 @@ class TailorJob(TrainConfig, RunOptions):
     clip: float = Field(5.0, ge=0, description="Clip the gradient norm to this value (0: off).")
     recalibrate_batches: int = Field(10, ge=0, description="Recompute BatchNorm statistics over this many training "
                                                           "batches after each alteration (0: off).")
+    fade_steps: int = Field(20, ge=0, description="Skip Remover: fade each skip out over this many steps of the "
+                                                 "epoch before its removal (0: remove abruptly, the reference).")
     # The teacher recipe's rate: each alteration needs it to recover (docs/tailor.md).
     lr: float = Field(0.1, gt=0, description="Initial learning rate.")
 
@@ -90,6 +92,7 @@ class TailorStabilise(BaseModel):
     warmup_steps: int
     clip: float
     recalibrate_batches: int
+    fade_steps: int = 0
 
 
 class TailorSchedule(BaseModel):
@@ -182,6 +185,7 @@ def tailor(job: TailorJob) -> TailorResult:
                      dataset_name=job.dataset, data_dir=job.data_dir, kd=job.kd, alpha=job.alpha,
                      temperature=job.temperature, every=job.every, order=job.order,
                      warmup_steps=job.warmup_steps, clip=job.clip, recalibrate_batches=job.recalibrate_batches,
+                     fade_steps=job.fade_steps,
                      quiet=job.quiet,
                      resume=job.resume)
     result = TailorResult(**run.results)

@@ -40,6 +40,7 @@ def run_tailor(
     warmup_steps: int = 0,
     clip: float = 0.0,
     recalibrate_batches: int = 0,
+    fade_steps: int = 0,
     quiet: bool = False,
     resume: bool = False,
 ) -> RunResult:
@@ -78,7 +79,7 @@ def run_tailor(
     optimizer = AlterationAwareSGD(student.parameters(), clip=clip, warmup_steps=warmup_steps,
                                    **make_optimizer(student, config).defaults)
     hook = StabilisedSchedule(schedule, optimizer, dataset.train, batch_size=config.batch_size, seed=config.seed,
-                              recalibrate_batches=recalibrate_batches)
+                              recalibrate_batches=recalibrate_batches, fade_steps=fade_steps)
     trainer = Trainer(
         student, dataset, config, out_dir, loss_fn=loss, epoch_hook=hook, optimizer=optimizer, quiet=quiet,
         description=f"tailor {method}",
@@ -90,7 +91,8 @@ def run_tailor(
             "teacher_test_acc": teacher_test_acc,
             "kd": {"kind": kd, "alpha": alpha, "temperature": temperature},
             "schedule": {"every": every, "order": order, "alterations": [a.to_dict() for a in schedule.alterations]},
-            "stabilise": {"warmup_steps": warmup_steps, "clip": clip, "recalibrate_batches": recalibrate_batches},
+            "stabilise": {"warmup_steps": warmup_steps, "clip": clip, "recalibrate_batches": recalibrate_batches,
+                          "fade_steps": fade_steps},
         },
     )
     trainer.runtime.place(teacher)

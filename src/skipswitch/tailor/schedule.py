@@ -72,6 +72,10 @@ class AlterationSchedule:
         """0-based epoch of the last alteration (-1 if there is nothing to alter)."""
         return self.alterations[-1].epoch if self.alterations else -1
 
+    def at(self, epoch: int) -> Alteration | None:
+        """The alteration scheduled for ``epoch`` (0-based), if any."""
+        return self._by_epoch.get(epoch)
+
     def check_epochs(self, epochs: int) -> None:
         if epochs <= self.last_epoch:
             raise SkipswitchError(
@@ -91,7 +95,7 @@ class AlterationSchedule:
                 f"to recover after the last; recommended: {fix} (alterations within the first two thirds)")
 
     def __call__(self, epoch: int, model: nn.Module) -> tuple[list[nn.Parameter], dict[str, Any] | None]:
-        alteration = self._by_epoch.get(epoch)
+        alteration = self.at(epoch)
         if alteration is None:
             return [], None
         before = model.skip_modes[alteration.block]
