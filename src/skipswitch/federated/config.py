@@ -56,7 +56,8 @@ class FedConfig(BaseModel):
                           "distillation) or the labels.")
     kd_temperature: float = Field(1.0, gt=0)
     logit_adjustment: float = Field(0.0, ge=0, description=(
-        "tau of the logit-adjusted loss on the labels (Menon et al. ICLR 2021; in FL: FedLC, Zhang et al. ICML 2022): "
+        "tau of the logit-adjusted loss on the labels (Menon et al. ICLR 2021; FedLC, Zhang et al. ICML 2022, calibrates "
+        "client logits by label counts in the same spirit): "
         "a client adds tau * log of its own label frequencies to the logits before the cross-entropy, so its skewed "
         "labels do not bias the shared classifier; 0: plain cross-entropy."))
     # -- aggregation ------------------------------------------------------------------------------
