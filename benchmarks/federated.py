@@ -19,8 +19,8 @@ federated runs also record the validation accuracy of both after every round (th
 
 Seeds: every variant and candidate runs ``--seeds[0]``; the baseline (FedAvg, fixed), the
 variant or candidate with the best final validation accuracy on that seed (the worse of its two
-subnets; the test split plays no part) and the diagnostic then run the remaining seeds, and so
-does the centralized training.
+subnets; the test split plays no part; a chosen candidate brings its parent variant along) and
+the diagnostic then run the remaining seeds, and so does the centralized training.
 
     python benchmarks/federated.py                           # in-process grid, 3 seeds
 """
@@ -66,7 +66,8 @@ VARIANTS = {
 # Tuning candidates: FedAvgM, sampled + KD with one setting changed (or two), at the same image budget.
 # Like the variants they run the first seed and compete on its validation accuracy; the test split
 # plays no part in the choice.
-TUNED = VARIANTS["FedAvgM, sampled + KD"]
+PARENT = "FedAvgM, sampled + KD"
+TUNED = VARIANTS[PARENT]
 CANDIDATES = {
     "FedAvgM + KD, client lr 0.1": {**TUNED, "lr": 0.1},
     # Khare et al., SuperFedNAS (ECCV 2024, arXiv 2301.10879), MaxNet: the largest subnet's clients get a share
@@ -251,12 +252,13 @@ def write_report(path: Path, rows: list[dict], central: list[dict], args, comman
         f"- Centralized: `train_supernet` sandwich rule (largest on labels + smallest + 2 random subnets distilled),"
         f" {args.central_epochs} epochs, batch {args.batch_size}, lr {args.lr} cosine, momentum 0.9 (Nesterov), wd 1e-4.",
         f"- Seeds: every variant and candidate ran seed {args.seeds[0]}; the baseline ({BASELINE}), the chosen"
-        f" challenger and the diagnostic ran seeds {', '.join(map(str, args.seeds))} (the CPU budget did not allow"
-        " all variants x 3 seeds)."
-        " The seed sets the partition, the initial weights and all sampling.",
+        f" challenger (if a candidate, with its parent {PARENT}) and the diagnostic ran seeds"
+        f" {', '.join(map(str, args.seeds))} (the CPU budget did not allow all variants x 3 seeds). The seed sets"
+        " the partition, the initial weights and all sampling.",
         "- Accuracy: test split (360 images: one image = 0.28 points), each subnet's BatchNorm recalibrated on"
         " the same 4 batches of 128 images of the pooled training split, for federated and centralized alike (data"
-        " the centralized baseline has; a deployed federated server would not). *Images* = training images seen (all clients, all rounds);"
+        " the centralized baseline has; a deployed federated server would not). *Images* = training images seen"
+        " (all clients, all rounds);"
         " *subnet-images* = images x subnets trained on them (compute).",
         "",
         markdown_table(["training", "seeds", "images", "vs central", "subnet-images",
@@ -316,7 +318,9 @@ def main() -> None:
     for seed in rest:
         data = load_dataset(args.dataset, seed=seed)
         central.append(run_central(seed, args, data))
-        rows += [run_fed(name, seed, args, data) for name in dict.fromkeys([BASELINE, best, DIAGNOSTIC])
+        # A chosen candidate's parent variant runs every seed too: the tuning's effect, seed by seed.
+        parent = [PARENT] if best in CANDIDATES else []
+        rows += [run_fed(name, seed, args, data) for name in dict.fromkeys([BASELINE, best, *parent, DIAGNOSTIC])
                  if name in args.variants]
     for r in rows + central:
         print(json.dumps({k: v for k, v in r.items() if k != "curve"}))
