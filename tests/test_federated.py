@@ -149,11 +149,11 @@ def test_client_task_round_trips_through_a_config_record_and_rejects_another_kin
                       num_partitions=3, local_epochs=1, batch_size=32, lr=0.05, momentum=0.9, weight_decay=1e-4,
                       fault="timeout", deadline=12.5)
     assert ClientTask.from_record(ConfigRecord(task.to_record())) == task
-    for field, value, found in (("kind", "skipswitch.pareto", "kind 'skipswitch.pareto' version 2"),
+    for field, value, found in (("kind", "skipswitch.pareto", "kind 'skipswitch.pareto' version 3"),
                                 ("version", 1, "kind 'skipswitch.client-task' version 1")):
         with pytest.raises(SkipswitchError) as err:
             ClientTask.from_record({TASK_KEY: json.dumps({**task.model_dump(), field: value})})
-        assert str(err.value) == f"the train message's task is {found}; expected kind 'skipswitch.client-task' version 2"
+        assert str(err.value) == f"the train message's task is {found}; expected kind 'skipswitch.client-task' version 3"
     with pytest.raises(SkipswitchError, match=r"^the train message's task: invalid fault='melt': .*'crash'"):
         ClientTask.from_record({TASK_KEY: json.dumps({**task.model_dump(), "fault": "melt"})})
 
@@ -259,6 +259,42 @@ def test_client_kd_and_sampling_change_the_local_update():
     assert torch.equal(again[name], outputs["kd"][name]), "seeded: the same round replays the same training"
     assert not torch.equal(outputs["fixed"][name], outputs["kd"][name])
     assert not torch.equal(outputs["kd"][name], outputs["labels"][name])
+
+
+def test_logit_adjusted_client_loss_learns_the_balanced_posterior_not_the_clients_label_skew():
+    from types import SimpleNamespace
+
+    from skipswitch.federated.client import label_log_prior, sandwich_loss
+
+    prior = label_log_prior(torch.tensor([0, 0, 1]), 3, tau=1.0)  # counts 2, 1, 0 -> add-one: 3/6, 2/6, 1/6
+    assert torch.allclose(prior, torch.log(torch.tensor([3 / 6, 2 / 6, 1 / 6])))
+    assert torch.allclose(label_log_prior(torch.tensor([0, 0, 1]), 3, tau=0.5), 0.5 * prior)
+
+    class Bias(torch.nn.Module):
+        """Logits that ignore the input: the loss's minimiser is its view of the class prior."""
+        def __init__(self):
+            super().__init__()
+            self.b = torch.nn.Parameter(torch.zeros(3))
+
+        def set_active(self, config):
+            pass
+
+        def forward(self, x):
+            return self.b.expand(x.shape[0], 3)
+
+    y = torch.tensor([0] * 600 + [1] * 300 + [2] * 100)  # a skewed client
+    fitted = {}
+    for label, log_prior in (("plain", None), ("adjusted", label_log_prior(y, 3, tau=1.0))):
+        model = Bias()
+        loss_fn = sandwich_loss(None, SimpleNamespace(client_subnets="fixed"), None, None, log_prior)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        for _ in range(300):
+            optimizer.zero_grad()
+            loss_fn(model, torch.zeros(len(y), 1), y)[0].backward()
+            optimizer.step()
+        fitted[label] = torch.softmax(model.b.detach(), 0)
+    assert torch.allclose(fitted["plain"], torch.tensor([0.6, 0.3, 0.1]), atol=0.01)
+    assert torch.allclose(fitted["adjusted"], torch.full((3,), 1 / 3), atol=0.01)
 
 
 # -- rounds through the Flower apps ---------------------------------------------------------------

@@ -100,25 +100,38 @@ def step_subnets(space, cap, task: ClientTask, gen: torch.Generator) -> list:
     return [c for c in dict.fromkeys(drawn) if c != cap]
 
 
-def sandwich_loss(cap, task: ClientTask, space, gen: torch.Generator):
+def label_log_prior(labels: torch.Tensor, num_classes: int, tau: float) -> torch.Tensor:
+    """``tau * log pi``, pi the client's label frequencies with add-one smoothing (a class the client
+    lacks gets a finite, very negative offset instead of -inf)."""
+    counts = torch.bincount(labels.long(), minlength=num_classes).double()
+    return (tau * torch.log((counts + 1) / (counts.sum() + num_classes))).float()
+
+
+def sandwich_loss(cap, task: ClientTask, space, gen: torch.Generator, log_prior: torch.Tensor | None = None):
     """``loss_fn`` for ``train_step``: ``cap`` learns from the labels, the step's other subnets from
     ``cap``'s detached soft outputs (in-place distillation, ``kl_distillation``) or, with
-    ``kd=False``, from the labels; the loss is the mean over the subnets."""
+    ``kd=False``, from the labels; the loss is the mean over the subnets. With ``log_prior`` the
+    label losses are logit-adjusted (Menon et al., ICLR 2021, the logit-adjusted loss): the
+    cross-entropy of ``logits + log_prior``, so the logits themselves need not encode this
+    client's label skew; distillation matches the unadjusted logits."""
     from torch.nn import functional as F
 
     from ..training import kl_distillation
+
+    def label_loss(logits, y):
+        return F.cross_entropy(logits if log_prior is None else logits + log_prior, y)
 
     def loss_fn(model, x, y):
         subnets = step_subnets(space, cap, task, gen)
         loss_fn.subnet_samples += (1 + len(subnets)) * x.shape[0]
         model.set_active(cap)
         logits = model(x)
-        losses = [F.cross_entropy(logits, y)]
+        losses = [label_loss(logits, y)]
         teacher = logits.detach()
         for config in subnets:
             model.set_active(config)
             out = model(x)
-            losses.append(kl_distillation(out, teacher, task.kd_temperature) if task.kd else F.cross_entropy(out, y))
+            losses.append(kl_distillation(out, teacher, task.kd_temperature) if task.kd else label_loss(out, y))
         model.set_active(cap)
         return torch.stack(losses).mean(), logits
 
@@ -159,7 +172,9 @@ def _local_train(tensors, task: ClientTask, partition_id):
     optimizer = make_optimizer(model, config)
     server_round = task.server_round
     batch_seed = (config.seed * 1_000_003 + server_round * 1_009 + partition_id) % (2**31)
-    loss_fn = sandwich_loss(cap, task, model.space, torch.Generator().manual_seed(batch_seed))
+    log_prior = (label_log_prior(split.labels, dataset.num_classes, task.logit_adjustment)
+                 if task.logit_adjustment else None)
+    loss_fn = sandwich_loss(cap, task, model.space, torch.Generator().manual_seed(batch_seed), log_prior)
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     for epoch in range(config.epochs):

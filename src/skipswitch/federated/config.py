@@ -55,6 +55,11 @@ class FedConfig(BaseModel):
         "kd", description="What the drawn subnets learn from: the largest allowed subnet's soft outputs (kd: in-place "
                           "distillation) or the labels.")
     kd_temperature: float = Field(1.0, gt=0)
+    logit_adjustment: float = Field(0.0, ge=0, description=(
+        "tau of the logit-adjusted loss on the labels (Menon et al. ICLR 2021; FedLC, Zhang et al. ICML 2022, calibrates "
+        "client logits by label counts in the same spirit): "
+        "a client adds tau * log of its own label frequencies to the logits before the cross-entropy, so its skewed "
+        "labels do not bias the shared classifier; 0: plain cross-entropy."))
     # -- aggregation ------------------------------------------------------------------------------
     weighting: Literal["count", "samples"] = "samples"
     server_optimizer: Literal["fedavg", "fedavgm", "fedadam", "fedyogi"] = Field(

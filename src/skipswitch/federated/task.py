@@ -22,7 +22,8 @@ TASK_KEY = "task"
 
 class ClientTask(VersionedFile):
     kind: Literal["skipswitch.client-task"] = "skipswitch.client-task"
-    version: Literal[2] = 2  # 2: client sandwich training (client_subnets, random_subnets, kd, kd_temperature)
+    # 2: client sandwich training (client_subnets, random_subnets, kd, kd_temperature); 3: logit_adjustment
+    version: Literal[3] = 3
     server_round: int = Field(ge=1)
     subnet: dict[str, Any]  # SubnetConfig.to_dict()
     space: dict[str, Any]  # ElasticSpace.to_dict()
@@ -46,6 +47,7 @@ class ClientTask(VersionedFile):
     random_subnets: int = Field(2, ge=0)
     kd: bool = True
     kd_temperature: float = Field(1.0, gt=0)
+    logit_adjustment: float = Field(0.0, ge=0)  # tau of the logit-adjusted loss on the labels (0: plain)
     # fault injection: crash, or answer this long after the epoch time ``deadline``
     fault: Literal["none", "crash", "timeout"] = FAULT_NONE
     deadline: float = 0.0
