@@ -88,9 +88,10 @@ def train_shared(name: str, seed: int, s: dict, args, work: Path) -> dict:
     run_dir = work / f"{name}-s{seed}-supernet"
     _, run = train_supernet("resnet-cifar", name, config=config, out_dir=run_dir, space_args=s["space_args"],
                             strategy=args.strategy, shrink_epochs=s["shrink_epochs"], n_random=args.n_random,
-                            quiet=True, meter=meter)
+                            lr_per_subnet=args.lr_per_subnet, quiet=True, meter=meter)
     return {"checkpoint": str(run_dir / "supernet.safetensors"), "compute": meter.to_dict(),
-            "phases": run.results.get("phases", []), "metrics": run.results["supernet_metrics"]}
+            "phases": run.results.get("phases", []), "metrics": run.results["supernet_metrics"],
+            "lr": run.history[0]["lr"]}
 
 
 def train_scratch(name: str, seed: int, s: dict, config_dict: dict, space, out: Path) -> dict:
@@ -106,7 +107,7 @@ def train_scratch(name: str, seed: int, s: dict, config_dict: dict, space, out: 
     torch.manual_seed(seed)
     run = Trainer(space.build(cfg), dataset, config, out, loss_fn=counted_loss, quiet=True,
                   metadata={"run": "scratch", "subnet": cfg.to_dict()}).fit()
-    return {"test_acc": run.test_acc, "compute": meter.to_dict()}
+    return {"test_acc": run.test_acc, "val_acc": run.history[-1]["val_acc"], "compute": meter.to_dict()}
 
 
 def run_dataset(name: str, args, work: Path) -> dict:
@@ -114,7 +115,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
                                                  ("subnets", args.subnets)) if v is not None}}
     s["supernet_epochs"] = args.supernet_epochs or s["epochs"]
     tag = (f"{name}-e{s['epochs']}-sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
-           f"{name}-e{s['epochs']}-{args.strategy}{s['supernet_epochs']}-r{args.n_random}")
+           f"{name}-e{s['epochs']}-{args.strategy}{s['supernet_epochs']}-r{args.n_random}"
+           + ("-lrxn" if args.lr_per_subnet else ""))
     work = work / tag
     def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
         return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
@@ -145,7 +147,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
             scratch = cached(scratch_dir / f"{run_name}.json",
                              lambda: train_scratch(name, seed, s, config_dict, supernet.space, scratch_dir / run_name))
             rows.append({"shared": subnet_accuracy(supernet, cfg, dataset, "test", calibration),
-                         "scratch": scratch["test_acc"], "scratch_macs": scratch["compute"]["train_macs"],
+                         "shared_val": subnet_accuracy(supernet, cfg, dataset, "val", calibration),
+                         "scratch": scratch["test_acc"], "scratch_val": scratch.get("val_acc"), "scratch_macs": scratch["compute"]["train_macs"],
                          "scratch_wall_s": scratch["wall_s"], "load_1min": scratch["load_1min"]})
         seeds[seed] = {"rows": rows, "supernet": shared(seed)}
     subnets = []
@@ -279,6 +282,8 @@ def main() -> None:
     parser.add_argument("--shrink-epochs", type=int, default=None, help="ofa shrinking epochs [digits 6, mnist5k 5]")
     parser.add_argument("--supernet-epochs", type=int, default=None, help="epochs of a non-ofa supernet [--epochs]")
     parser.add_argument("--n-random", type=int, default=2, help="random subnets per sandwich step (not ofa)")
+    parser.add_argument("--lr-per-subnet", action="store_true",
+                        help="multiply the lr by the subnets per step (averaged sandwich losses; not ofa)")
     parser.add_argument("--subnets", type=int, default=None, help="Pareto subnets retrained [digits 5, mnist5k 4]")
     parser.add_argument("--population", type=int, default=12)
     parser.add_argument("--generations", type=int, default=4)
