@@ -308,7 +308,8 @@ def report(results: list[dict], args, command: str) -> str:
             f"ran {compute['trained_images']:,} image forward+backward passes and {compute['teacher_images']:,} "
             f"teacher forwards (seed {min(res['seeds'])}). One epoch of the largest subnet"
             f" ({res['largest_macs']:,} MACs) alone costs {100 * epoch_of_largest / scratch_macs:.0f} % of the scratch"
-            f" runs' sum.",
+            f" runs' sum; the supernet pays for itself from"
+            f" {supernet_macs / (scratch_macs / len(res['subnets'])):.1f} scratch runs of these subnets' mean cost.",
             f"- Wall time per seed (shared machine): supernet {supernet_wall:.0f} s vs scratch runs {scratch_wall:.0f} s "
             f"together; search {res['search']['wall_s']:.0f} s ({len(res['search']['evaluated'])} subnets evaluated, "
             f"{len(res['search']['pareto'])} on the front).",
