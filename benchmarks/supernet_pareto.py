@@ -36,7 +36,7 @@ from skipswitch.checkpoint import atomic_write_json, atomic_write_text
 from skipswitch.data import load_dataset
 from skipswitch.graph import trace
 from skipswitch.io import atomic_write_figure
-from skipswitch.supernet import SubnetConfig, load_supernet
+from skipswitch.supernet import SubnetConfig, get_space, load_supernet
 from skipswitch.supernet.search import search
 from skipswitch.supernet.train import ComputeMeter, calibration_batches, subnet_accuracy, train_supernet
 from skipswitch.training import TrainConfig, Trainer
@@ -88,9 +88,10 @@ def train_shared(name: str, seed: int, s: dict, args, work: Path) -> dict:
     run_dir = work / f"{name}-s{seed}-supernet"
     _, run = train_supernet("resnet-cifar", name, config=config, out_dir=run_dir, space_args=s["space_args"],
                             strategy=args.strategy, shrink_epochs=s["shrink_epochs"], n_random=args.n_random,
-                            quiet=True, meter=meter)
+                            lr_per_subnet=args.lr_per_subnet, quiet=True, meter=meter)
     return {"checkpoint": str(run_dir / "supernet.safetensors"), "compute": meter.to_dict(),
-            "phases": run.results.get("phases", []), "metrics": run.results["supernet_metrics"]}
+            "phases": run.results.get("phases", []), "metrics": run.results["supernet_metrics"],
+            "lr": run.history[0]["lr"]}
 
 
 def train_scratch(name: str, seed: int, s: dict, config_dict: dict, space, out: Path) -> dict:
@@ -106,15 +107,50 @@ def train_scratch(name: str, seed: int, s: dict, config_dict: dict, space, out: 
     torch.manual_seed(seed)
     run = Trainer(space.build(cfg), dataset, config, out, loss_fn=counted_loss, quiet=True,
                   metadata={"run": "scratch", "subnet": cfg.to_dict()}).fit()
-    return {"test_acc": run.test_acc, "compute": meter.to_dict()}
+    return {"test_acc": run.test_acc, "val_acc": run.history[-1]["val_acc"], "compute": meter.to_dict()}
+
+
+def fitted_epochs(name: str, s: dict, picks: list[dict], n_random: int) -> int:
+    """``--supernet-epochs fit``: the most whole sandwich epochs whose expected training MACs
+    fit the scratch runs' budget. Per image, the scratch runs cost the picks' MACs times the
+    scratch epochs (exact); a supernet epoch costs the largest, the smallest and ``n_random``
+    uniformly sampled subnets (their mean over 100 draws of a fixed generator). Both sides
+    x3 for forward+backward and x the training images, which cancel."""
+    dataset = load_dataset(name)
+    space = get_space("resnet-cifar", num_classes=dataset.num_classes, in_channels=dataset.in_channels,
+                      input_size=list(dataset.input_size), **s["space_args"])
+
+    def macs(config: SubnetConfig) -> int:
+        return trace(space.build(config)).to_dict()["macs"]
+
+    budget = s["epochs"] * sum(macs(SubnetConfig.from_dict(c, space)) for c in picks)
+    gen = torch.Generator().manual_seed(0)
+    per_epoch = (macs(space.largest()) + macs(space.smallest())
+                 + n_random * np.mean([macs(space.sample(gen)) for _ in range(100)]))
+    return max(1, int(budget // per_epoch))
 
 
 def run_dataset(name: str, args, work: Path) -> dict:
     s = {**SETTINGS[name], **{k: v for k, v in (("epochs", args.epochs), ("shrink_epochs", args.shrink_epochs),
                                                  ("subnets", args.subnets)) if v is not None}}
-    s["supernet_epochs"] = args.supernet_epochs or s["epochs"]
-    tag = (f"{name}-e{s['epochs']}-sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
-           f"{name}-e{s['epochs']}-{args.strategy}{s['supernet_epochs']}-r{args.n_random}")
+    space = ""  # the default space keeps the cache names of earlier runs
+    if args.space_args and args.space_args != s["space_args"]:
+        s["space_args"] = args.space_args
+        space = "-" + "-".join(f"{k}{v}" for k, v in sorted(args.space_args.items()))
+    # the same subnets (and search plot) as another run of this dataset, e.g. to compare strategies
+    picks_from = next((p for p in args.picks_from or [] if p.startswith(f"{name}-")), None)
+    if picks_from:
+        found = json.loads((args.work / picks_from / "search.json").read_text())
+    if args.supernet_epochs == "fit":
+        if not picks_from or args.strategy == "ofa":
+            raise SystemExit("--supernet-epochs fit needs --picks-from (the scratch budget) and a sandwich strategy")
+        s["supernet_epochs"] = fitted_epochs(name, s, found["picked"], args.n_random)
+        s["supernet_epochs_rule"] = "fit"
+    else:
+        s["supernet_epochs"] = int(args.supernet_epochs or s["epochs"])
+    tag = f"{name}{space}-e{s['epochs']}-" + (
+        f"sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
+        f"{args.strategy}{s['supernet_epochs']}-r{args.n_random}" + ("-lrxn" if args.lr_per_subnet else ""))
     work = work / tag
     def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
         return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
@@ -128,11 +164,9 @@ def run_dataset(name: str, args, work: Path) -> dict:
         picked = pick_spread(found["pareto"], s["subnets"])
         return {"evaluated": found["evaluated"], "pareto": found["pareto"], "picked": [p["config"] for p in picked]}
 
-    if args.picks_from:  # the same subnets (and search plot) as another run, e.g. to compare strategies
-        found = json.loads((args.work / args.picks_from / "search.json").read_text())
-    else:
+    if not picks_from:
         found = cached(work / "search.json", run_search)
-    scratch_dir = args.work / f"{name}-e{s['epochs']}-scratch"  # scratch runs do not depend on the strategy
+    scratch_dir = args.work / f"{name}{space}-e{s['epochs']}-scratch"  # scratch runs do not depend on the strategy
     seeds = {}
     for seed in args.seeds:
         supernet, _ = load_supernet(shared(seed)["checkpoint"])
@@ -145,7 +179,9 @@ def run_dataset(name: str, args, work: Path) -> dict:
             scratch = cached(scratch_dir / f"{run_name}.json",
                              lambda: train_scratch(name, seed, s, config_dict, supernet.space, scratch_dir / run_name))
             rows.append({"shared": subnet_accuracy(supernet, cfg, dataset, "test", calibration),
-                         "scratch": scratch["test_acc"], "scratch_macs": scratch["compute"]["train_macs"],
+                         "shared_val": subnet_accuracy(supernet, cfg, dataset, "val", calibration),
+                         "scratch": scratch["test_acc"], "scratch_val": scratch.get("val_acc"),
+                         "scratch_macs": scratch["compute"]["train_macs"],
                          "scratch_wall_s": scratch["wall_s"], "load_1min": scratch["load_1min"]})
         seeds[seed] = {"rows": rows, "supernet": shared(seed)}
     subnets = []
@@ -154,7 +190,9 @@ def run_dataset(name: str, args, work: Path) -> dict:
         summary = trace(supernet.space.build(model)).to_dict()
         subnets.append({"config": config_dict, "key": model.key(), "macs": summary["macs"],
                         "params": summary["params"], "weight_bytes": supernet.weight_bytes(model)})
-    return {"name": name, "tag": tag, "settings": s, "subnets": subnets, "seeds": seeds, "search": found,
+    largest_macs = trace(supernet.space.build(supernet.space.largest())).to_dict()["macs"]
+    return {"name": name, "tag": tag, "picks_from": picks_from, "settings": s, "subnets": subnets, "seeds": seeds, "search": found,
+            "largest_macs": largest_macs,
             "dataset": load_dataset(name, seed=args.seeds[0]).to_dict()}
 
 
@@ -194,7 +232,7 @@ def report(results: list[dict], args, command: str) -> str:
         "# Weight-shared subnets vs the same subnets trained from scratch",
         "",
         f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {platform.machine()}, 2 CPU cores shared with ~8 engineers' jobs during this run (1-minute load "
+        f"- Machine: {platform.machine()}, 2 CPU cores shared with other engineers' jobs during this run (1-minute load "
         f"average {min(loads):.1f} to {max(loads):.1f} at the runs' starts and ends; torch threads = 1), "
         f"Python {platform.python_version()}, torch {torch.__version__}. Wall times below are on that shared machine.",
         f"- Command: `{command}`",
@@ -205,11 +243,14 @@ def report(results: list[dict], args, command: str) -> str:
            " mit-han-lab/once-for-all `train_ofa_net.py`); per step the sum over the sampled subnets of"
            " CE + KL to the teacher's soft targets, as OFA's per-subnet backward passes accumulate; channels sorted"
            " when expand and width open)" if args.strategy == "ofa" else
-           f" (per step the mean over the largest, the smallest and {args.n_random} random subnets of CE, plus KL to the largest's"
-           " detached logits for all but the largest; channel sorting every epoch)") + ".",
+           f" (per step the mean over the largest, the smallest and {args.n_random} random subnets of CE, plus KL to"
+           " the largest's detached logits for all but the largest; channel sorting every epoch"
+           + (f"; learning rate x{args.n_random + 2}, the subnets per step (`lr_per_subnet`): the step a summed loss"
+              " takes at the scratch learning rate" if args.lr_per_subnet else "") + ")") + ".",
         f"  NSGA-II (population {args.population}, {args.generations} generations) over validation accuracy (after"
         f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the subnets"
-        + (f" (here those picked for `{args.picks_from}`)" if args.picks_from else "") + ";"
+        + "".join(f" ({res['name']}: those picked for `{res['picks_from']}`)" for res in results if res["picks_from"])
+        + ";"
         " every seed then evaluates them in its own supernet (BN recalibrated per subnet) and trains each from scratch"
         " with the same epochs, batch size, learning rate and seed. Test-split accuracy, mean ± std over seeds"
         f" {', '.join(map(str, args.seeds))}.",
@@ -228,29 +269,34 @@ def report(results: list[dict], args, command: str) -> str:
             f"{res['dataset']['test']} test images, space args {s['space_args']}, batch {s['batch_size']}, lr {s['lr']})",
             "",
             f"- Scratch budget: {s['epochs']} epochs per subnet, cosine schedule.",
-            f"- Supernet budget: {sum(p['epochs'] for p in phases) or s['epochs']} epochs in all"
-            + (f" ({budget})." if budget else f", strategy {args.strategy}."),
+            f"- Supernet budget: {sum(p['epochs'] for p in phases) or s['supernet_epochs']} epochs in all"
+            + (f" ({budget})." if budget else f", strategy {args.strategy}, {args.n_random + 2} subnets per step,"
+               f" lr {seeds[0]['supernet']['lr']:.4g}, cosine schedule"
+               + (" (epochs: `fit`, the most whole epochs whose expected MACs fit the scratch runs' sum)."
+                  if s.get("supernet_epochs_rule") == "fit" else ".")),
             "",
             "| subnet (depths / expands / widths) | MACs | params | weight KB | shared test % | scratch test % "
-            "| shared - scratch | per seed |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            "| shared - scratch | per seed | val: shared - scratch |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|",
         ]
         gaps_by_subnet = []
         for i, sub in enumerate(res["subnets"]):
             shared = [100 * seed["rows"][i]["shared"] for seed in seeds]
             scratch = [100 * seed["rows"][i]["scratch"] for seed in seeds]
             gaps = np.subtract(shared, scratch)
+            val_gaps = [100 * (seed["rows"][i]["shared_val"] - seed["rows"][i]["scratch_val"]) for seed in seeds]
             gaps_by_subnet.append(gaps.mean())
             label = f"`{sub['key'].replace('|', ';')}`"  # '|' would split the table cell
             lines.append(f"| {label} | {sub['macs']:,} | {sub['params']:,} | {sub['weight_bytes'] / 1024:.1f} | "
                          f"{_pm(shared)} | {_pm(scratch)} | {gaps.mean():+.1f} ± {gaps.std():.1f} | "
-                         f"{', '.join(f'{g:+.1f}' for g in gaps)} |")
+                         f"{', '.join(f'{g:+.1f}' for g in gaps)} | {np.mean(val_gaps):+.1f} |")
         worst = min(gaps_by_subnet)
         supernet_macs = np.mean([seed["supernet"]["compute"]["train_macs"] for seed in seeds])
         scratch_macs = np.mean([sum(r["scratch_macs"] for r in seed["rows"]) for seed in seeds])
         supernet_wall = np.mean([seed["supernet"]["wall_s"] for seed in seeds])
         scratch_wall = np.mean([sum(r["scratch_wall_s"] for r in seed["rows"]) for seed in seeds])
         compute = seeds[0]["supernet"]["compute"]
+        epoch_of_largest = 3 * res["largest_macs"] * res["dataset"]["train"]
         lines += [
             "",
             f"- Accuracy target (every subnet's mean gap within 1 point of its scratch twin): "
@@ -260,7 +306,10 @@ def report(results: list[dict], args, command: str) -> str:
             f"**{'met' if supernet_macs <= scratch_macs else 'missed'}**; supernet {supernet_macs / 1e12:.2f} TMACs vs "
             f"scratch {scratch_macs / 1e12:.2f} TMACs ({supernet_macs / scratch_macs:.2f}x), mean per seed. The supernet "
             f"ran {compute['trained_images']:,} image forward+backward passes and {compute['teacher_images']:,} "
-            f"teacher forwards (seed {min(res['seeds'])}).",
+            f"teacher forwards (seed {min(res['seeds'])}). One epoch of the largest subnet"
+            f" ({res['largest_macs']:,} MACs) alone costs {100 * epoch_of_largest / scratch_macs:.0f} % of the scratch"
+            f" runs' sum; the supernet pays for itself from"
+            f" {supernet_macs / (scratch_macs / len(res['subnets'])):.1f} scratch runs of these subnets' mean cost.",
             f"- Wall time per seed (shared machine): supernet {supernet_wall:.0f} s vs scratch runs {scratch_wall:.0f} s "
             f"together; search {res['search']['wall_s']:.0f} s ({len(res['search']['evaluated'])} subnets evaluated, "
             f"{len(res['search']['pareto'])} on the front).",
@@ -277,12 +326,18 @@ def main() -> None:
     parser.add_argument("--strategy", default="ofa", help="supernet training strategy (see skipswitch.supernet.train)")
     parser.add_argument("--epochs", type=int, default=None, help="scratch epochs [per dataset: digits 10, mnist5k 6]")
     parser.add_argument("--shrink-epochs", type=int, default=None, help="ofa shrinking epochs [digits 6, mnist5k 5]")
-    parser.add_argument("--supernet-epochs", type=int, default=None, help="epochs of a non-ofa supernet [--epochs]")
+    parser.add_argument("--supernet-epochs", default=None,
+                        help="epochs of a non-ofa supernet, or 'fit': as many as the scratch runs' MACs pay for [--epochs]")
     parser.add_argument("--n-random", type=int, default=2, help="random subnets per sandwich step (not ofa)")
+    parser.add_argument("--lr-per-subnet", action="store_true",
+                        help="multiply the lr by the subnets per step (averaged sandwich losses; not ofa)")
+    parser.add_argument("--space-args", type=json.loads, default=None,
+                        help='resnet-cifar space arguments as JSON, e.g. \'{"base_width": 8, "max_depth": 2}\'')
     parser.add_argument("--subnets", type=int, default=None, help="Pareto subnets retrained [digits 5, mnist5k 4]")
     parser.add_argument("--population", type=int, default=12)
     parser.add_argument("--generations", type=int, default=4)
-    parser.add_argument("--picks-from", help="evaluate the subnets picked by another run (a directory under --work)")
+    parser.add_argument("--picks-from", nargs="+", help="evaluate the subnets picked by another run of the same"
+                        " dataset (a directory under --work named DATASET-...; one per dataset)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids contention on shared cores)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-supernet-pareto")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "supernet_pareto.md")

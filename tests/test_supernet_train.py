@@ -108,3 +108,34 @@ def test_ofa_training_trains_the_full_network_first_then_each_phase(tmp_path, di
     assert full["test_acc"] == pytest.approx(plain.test_acc, abs=1e-9)
     assert [r["lr"] for r in run.results["history"]][1] == pytest.approx(0.05 * 7.5e-3 / OFA_REFERENCE_LR)
     assert 0 <= run.results["supernet_metrics"]["smallest_test_acc"] <= 1
+
+
+def test_lr_per_subnet_scales_the_averaged_sandwich_to_the_summed_step(tmp_path):
+    """lr x (subnets per step) on the averaged loss is the step a summed loss takes at the base
+    lr: with plain SGD the two give the same weights; train_supernet applies the factor."""
+    space = get_space("resnet-cifar", base_width=4, max_depth=2)
+    loss_fn = SandwichLoss(space, n_random=1)
+    assert loss_fn.subnets_per_step == 1 + len(loss_fn.subnets()) == 3
+    loss_fn.set_epoch(0)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    sgd = TrainConfig(lr=0.1, momentum=0, nesterov=False, weight_decay=0)
+    torch.manual_seed(0)
+    averaged, summed = ElasticResNet(space), ElasticResNet(space)
+    summed.load_state_dict(averaged.state_dict())
+
+    def sum_of_losses(model, x, y):
+        loss, shown = loss_fn(model, x, y)
+        return loss * loss_fn.subnets_per_step, shown
+
+    for model, fn, config in ((averaged, loss_fn, sgd.model_copy(update={"lr": 0.3})), (summed, sum_of_losses, sgd)):
+        loss_fn.set_epoch(0)  # the same sampled subnets for both
+        train_step(model, make_optimizer(model, config), fn, x, y, "")
+    for name, value in summed.state_dict().items():
+        assert torch.allclose(averaged.state_dict()[name], value, atol=1e-6), name
+    config = TrainConfig(epochs=1, batch_size=512, lr=0.05)
+    _, run = train_supernet("resnet-cifar", "digits", config=config, out_dir=tmp_path / "s", n_random=1,
+                            lr_per_subnet=True, space_args={"base_width": 4, "max_depth": 1}, quiet=True)
+    assert run.history[0]["lr"] == pytest.approx(0.15)
+    with pytest.raises(SkipswitchError, match="lr_per_subnet is for the averaged strategies"):
+        train_supernet("resnet-cifar", "digits", config=config, out_dir=tmp_path / "o", strategy="ofa",
+                       lr_per_subnet=True, quiet=True)

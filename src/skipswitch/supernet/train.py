@@ -201,6 +201,12 @@ class SandwichLoss:
         self.teacher, self.open_dims, self.meter = teacher, open_dims or {}, meter
         self.set_epoch(0)
 
+    @property
+    def subnets_per_step(self) -> int:
+        """Subnets trained per step once every dimension is open (the largest included,
+        except under ofa)."""
+        return self.n_random + {"ofa": 0, "progressive": 1}.get(self.strategy, 2)
+
     def set_epoch(self, epoch: int) -> None:
         # Sampling depends only on (seed, epoch), so --resume replays the same subnets.
         self.epoch = epoch
@@ -318,6 +324,7 @@ def train_supernet(
     n_random: int = 2,
     sort_every: int = 1,
     kd_ratio: float = 1.0,
+    lr_per_subnet: bool = False,
     shrink_epochs: int | None = None,
     space_args: dict[str, Any] | None = None,
     data_dir: str | Path | None = None,
@@ -331,7 +338,12 @@ def train_supernet(
     ``strategy="ofa"``: ``config.epochs`` of plain training of the full network, then the
     ``ofa_schedule`` phases over ``shrink_epochs`` (default ``config.epochs``), each in its
     own sub-directory; ``n_random`` and ``sort_every`` do not apply (OFA sets the subnets
-    per step and sorts channels when expand and width open). ``meter`` counts training MACs."""
+    per step and sorts channels when expand and width open). ``lr_per_subnet`` (not ofa)
+    multiplies ``config.lr`` by the subnets per step: the averaged loss gives each subnet
+    1/n of the gradient a summed one (US-Nets' and OFA's accumulated backward passes) would,
+    so this is the summed loss's step size. ``meter`` counts training MACs."""
+    if lr_per_subnet and strategy == "ofa":
+        raise SkipswitchError("lr_per_subnet is for the averaged strategies: ofa sums its subnets' losses")
     dataset = load_dataset(dataset_name, data_dir, seed=config.seed)
     args = {"num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
             "input_size": list(dataset.input_size), **(space_args or {})}
@@ -340,7 +352,8 @@ def train_supernet(
     supernet = ElasticResNet(space)
     out_dir = Path(out_dir)
     run_meta = {"run": "supernet-train", "space": space.to_dict(), "skip_mode": skip_mode, "strategy": strategy,
-                "n_random": n_random, "sort_every": sort_every, "kd_ratio": kd_ratio}
+                "n_random": n_random, "sort_every": sort_every, "kd_ratio": kd_ratio,
+                "lr_per_subnet": lr_per_subnet}
     description = f"supernet {space.name} ({strategy}, {skip_mode})"
     if strategy == "ofa":
         phases = ofa_schedule(space, shrink_epochs or config.epochs, config.lr)
@@ -370,6 +383,8 @@ def train_supernet(
     else:
         loss = SandwichLoss(space, strategy=strategy, n_random=n_random, kd_ratio=kd_ratio, seed=config.seed,
                             epochs=config.epochs, meter=meter)
+        if lr_per_subnet:
+            config = config.model_copy(update={"lr": config.lr * loss.subnets_per_step})
         hook = SupernetEpochHook(loss, sort_every=sort_every)
         trainer = Trainer(supernet, dataset, config, out_dir, loss_fn=loss, epoch_hook=hook, quiet=quiet,
                           description=description, metadata=run_meta)
