@@ -140,6 +140,7 @@ CASES = [
     (["supernet", "train", "--n-random", "-1"], "invalid n_random=-1"),
     (["supernet", "train", "--seed", "-1"], "invalid seed=-1"),
     (["supernet", "train", "--lr", "-1"], "invalid lr=-1"),
+    (["supernet", "train", "--strategy", "ofa", "--lr-per-subnet"], "--lr-per-subnet is for the averaged"),
     (["supernet", "train", "--batch-size", "0"], "invalid batch_size=0"),
     (["supernet", "train", "--out", UNWRITABLE], "is not a directory"),
     (["supernet", "train", "--out", "trainrun"], "holds a 'train' run"),

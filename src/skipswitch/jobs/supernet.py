@@ -22,6 +22,8 @@ class SupernetTrainJob(RunOptions, RuntimeConfig):
     n_random: int = Field(2, ge=0, le=64, description="Random subnets per step besides the largest and smallest (not ofa).")
     sort_every: int = Field(1, ge=0, description="Sort inner channels by importance every K epochs (0: never; not ofa).")
     kd_ratio: float = Field(1.0, ge=0, description="Weight of the soft-target KL in each subnet's loss (OFA kd_ratio).")
+    lr_per_subnet: bool = Field(False, description="Multiply --lr by the subnets per step, so the averaged sandwich "
+                                "loss takes the summed loss's step (not ofa).")
     shrink_epochs: Optional[int] = Field(None, gt=0, le=MAX_EPOCHS, description="ofa: epochs of the shrinking phases "
                                          "after the full network's --epochs [default: --epochs].")
     base_width: Optional[int] = Field(None, ge=4, le=1024, description="resnet-cifar: channels of stage 1 at width 1.0 [16].")
@@ -35,6 +37,8 @@ class SupernetTrainJob(RunOptions, RuntimeConfig):
 
     @model_validator(mode="after")
     def _run_dir(self) -> "SupernetTrainJob":
+        if self.lr_per_subnet and self.strategy == "ofa":
+            raise ValueError("--lr-per-subnet is for the averaged strategies: ofa sums its subnets' losses")
         check_run_dir(self.run_dir(), "supernet-train")
         return self
 
@@ -118,7 +122,7 @@ def train(job: SupernetTrainJob) -> SupernetTrainResult:
         return SupernetTrainResult.load(out / "results.json")
     _, run = train_supernet(job.space, job.dataset, config=config, out_dir=out, skip_mode=job.skip_mode,
                             strategy=job.strategy, n_random=job.n_random, sort_every=job.sort_every,
-                            kd_ratio=job.kd_ratio, shrink_epochs=job.shrink_epochs,
+                            kd_ratio=job.kd_ratio, lr_per_subnet=job.lr_per_subnet, shrink_epochs=job.shrink_epochs,
                             space_args=space_args, data_dir=job.data_dir, quiet=job.quiet, resume=job.resume)
     result = SupernetTrainResult(**run.results)
     save_on_rank0(result, out / "results.json")
