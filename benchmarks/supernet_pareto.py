@@ -269,7 +269,7 @@ def report(results: list[dict], args, command: str) -> str:
             f"{res['dataset']['test']} test images, space args {s['space_args']}, batch {s['batch_size']}, lr {s['lr']})",
             "",
             f"- Scratch budget: {s['epochs']} epochs per subnet, cosine schedule.",
-            f"- Supernet budget: {sum(p['epochs'] for p in phases) or s['supernet_epochs']} epochs in all"
+            f"- Supernet budget: {(n := sum(p['epochs'] for p in phases) or s['supernet_epochs'])} epoch{'s' * (n != 1)} in all"
             + (f" ({budget})." if budget else f", strategy {args.strategy}, {args.n_random + 2} subnets per step,"
                f" lr {seeds[0]['supernet']['lr']:.4g}, cosine schedule"
                + (" (epochs: `fit`, the most whole epochs whose expected MACs fit the scratch runs' sum)."
