@@ -206,6 +206,57 @@ def test_deadline_runs_from_arrival_not_from_submission(engine):
     assert any(isinstance(o, Shed) for o in outcomes) and any(isinstance(o, Result) for o in outcomes)
 
 
+def test_inference_process_gives_the_same_logits_and_ends_with_its_block(engine):
+    """Forward passes in a forked child: same logits and switch bookkeeping as in-process; the child
+    is gone after the block, and the app serves through it."""
+    from fastapi.testclient import TestClient
+
+    from skipswitch.serve.worker import inference_process
+
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    expected = {name: engine.infer(name, x) for name in ("s0", "s2")}
+    switches = engine.switches
+    with inference_process(engine) as remote:
+        child = remote.process
+        assert child.is_alive() and child.pid != os.getpid()
+        got = {name: engine.infer(name, x) for name in ("s0", "s2")}
+        assert engine.switches == switches + 2 and engine.active.name == "s2"
+        with TestClient(_app(engine)) as c:
+            r = c.post("/v1/predict", json={"inputs": ONE, "subnet": "s1"})
+        assert r.status_code == 200 and r.json()["subnet"] == "s1", r.text
+    assert not child.is_alive() and child.exitcode == 0
+    assert engine.backend is not remote
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name])
+
+
+def test_refusals_are_counted_by_status_and_reason(engine):
+    import httpx
+
+    from skipswitch.serve.metrics import parse_prometheus
+    from skipswitch.serve.server import run_in_thread
+
+    token = {"Authorization": "Bearer s3cret-token"}
+    app = _app(engine, token="s3cret-token")
+    with run_in_thread(app) as url:
+        assert httpx.post(f"{url}/v1/predict", json={"inputs": ONE}).status_code == 401
+        assert httpx.get(f"{url}/v1/subnets").status_code == 401
+        declared = _raw_post(url, {**token, "Content-Type": NPY, "Content-Length": str(10**9)}, b"")
+        assert declared.startswith(b"HTTP/1.1 413")
+        header = httpx.post(f"{url}/v1/predict", content=_npy_header((10**11,)), headers={**token, "Content-Type": NPY})
+        assert header.status_code == 413
+        assert httpx.post(f"{url}/v1/predict", content=b"x", headers={**token, "Content-Type": "text/plain"}).status_code == 415
+        app.state.scheduler.capacity = 0  # every predict now finds the queue full
+        full = httpx.post(f"{url}/v1/predict", json={"inputs": ONE}, headers=token)
+        assert full.status_code == 503 and full.json()["reason"] == "queue_full"
+        samples = parse_prometheus(httpx.get(f"{url}/metrics", headers=token).text)
+    refusals = {k: v for k, v in samples.items() if k.startswith("skipswitch_refusals_total{")}
+    assert refusals == {'skipswitch_refusals_total{reason="unauthorized",status="401"}': 2.0,
+                        'skipswitch_refusals_total{reason="too_large",status="413"}': 2.0,
+                        'skipswitch_refusals_total{reason="media_type",status="415"}': 1.0,
+                        'skipswitch_refusals_total{reason="queue_full",status="503"}': 1.0}, refusals
+
+
 # -- a real loopback server: memory, health under load, drain on SIGTERM ----------------------------
 
 def _rss_bytes() -> int:
@@ -277,6 +328,52 @@ def test_large_uploads_are_refused_with_bounded_memory(engine):
     assert growth < 64 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB"
 
 
+def test_concurrent_large_uploads_are_capped_at_64_mib_held(engine):
+    """Six 15 MiB uploads (each under the 16 MiB limit) held open at once: at most 64 MiB of bodies
+    are buffered, so some are answered 503 "busy" (and counted) while the rest are read and parsed."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    from skipswitch.serve.server import MAX_BODY_BYTES, MAX_BUFFERED_BYTES, run_in_thread
+
+    size, uploads = 15 * 2**20, 6
+    body = _npy_header((size // 256, 1, 8, 8)) + b"\0" * size
+    first = len(body) - 2**20  # sent before every upload waits for the others, the last MiB after
+    assert size < MAX_BODY_BYTES and uploads * first > MAX_BUFFERED_BYTES
+    everyone_sent = threading.Barrier(uploads, timeout=60)
+    answers = [b""] * uploads
+
+    def upload(i: int, port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {NPY}\r\nConnection: close\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode())
+            try:
+                sock.sendall(body[:first])
+                everyone_sent.wait()
+                sock.sendall(body[first:])
+            except OSError:  # refused: the server answered 503 and closed while this client still sent
+                everyone_sent.wait()
+            while chunk := sock.recv(65536):  # the answer, up to the server's close
+                answers[i] += chunk
+
+    app = _app(engine)
+    with run_in_thread(app) as url:
+        threads = [threading.Thread(target=upload, args=(i, urlsplit(url).port)) for i in range(uploads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert httpx.get(f"{url}/health").status_code == 200
+    statuses = [a.split(b" ", 2)[1].decode() for a in answers]
+    busy = statuses.count("503")
+    assert set(statuses) == {"422", "503"}, statuses  # read in full: too many examples for one batch (422)
+    assert statuses.count("422") <= MAX_BUFFERED_BYTES // first and all(b'"busy"' in a for a in answers if b" 503 " in a)
+    assert app.state.scheduler.metrics.value("refusals_total", status="503", reason="busy") == busy
+
+
 def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):
     import asyncio
     import signal
@@ -311,6 +408,7 @@ def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):
     assert 200 in [r.status_code for r in queued]
     assert all(r.status_code == 200 or r.json()["reason"] == "shutting_down" for r in queued)
     assert late.status_code == 503 and late.json()["reason"] == "shutting_down"
+    assert app.state.scheduler.metrics.value("refusals_total", status="503", reason="shutting_down") >= 1
 
 
 def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet_and_configs, tmp_path):  # noqa: F811
@@ -333,10 +431,11 @@ def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)}
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
                                "--port", str(port), "--max-batch", "4", "--mode", "temporal"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)
         assert [p.name for p in scratch.iterdir()][0].startswith("skipswitch-temporal-")
+        assert len(_children(server.pid)) == 1  # the inference process
         server.send_signal(signal.SIGTERM)
         out, _ = server.communicate(timeout=30)
     finally:
@@ -344,6 +443,60 @@ def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet
     assert server.returncode == 0, out
     assert "stopped: queue drained" in out and "Traceback" not in out
     assert not list(scratch.iterdir())
+    assert not _group(server.pid)
+
+
+def _children(pid: int) -> list[str]:
+    import subprocess
+
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
+def _group(pgid: int, wait_s: float = 10.0) -> list[str]:
+    """Processes left in a process group after ``wait_s`` seconds at most."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while (left := subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def test_inference_process_exits_when_the_server_is_killed(supernet_and_configs, tmp_path):  # noqa: F811
+    """kill -9 of `skipswitch serve` gives its inference process no chance to be stopped: it exits by
+    itself when its pipe closes."""
+    import signal
+    import subprocess
+    import sys
+
+    from skipswitch.serve.server import free_loopback_port, wait_until_healthy
+    from skipswitch.supernet.io import save_supernet
+
+    from test_serve import _write_pareto
+
+    supernet, configs = supernet_and_configs
+    ckpt = tmp_path / "supernet.safetensors"
+    save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
+    pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
+    port = free_loopback_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
+                               "--port", str(port), "--max-batch", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)
+        assert len(_children(server.pid)) == 1
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        assert not _group(server.pid)
+    finally:
+        server.kill()
+        try:
+            os.killpg(server.pid, signal.SIGKILL)  # the group this test started, should the assertion fail
+        except ProcessLookupError:
+            pass
 
 
 # -- the load generator ---------------------------------------------------------------------------
