@@ -514,5 +514,6 @@ def test_loadgen_accounts_for_every_request_and_shows_the_servers_reason(engine,
         bad = asyncio.run(run_load(url, [0.0, 0.01, 0.02], x, deadline_ms=None, options={"subnet": "s9"}))
     assert good.sent > 150 and good.ok + good.shed + good.rejected + good.errors == good.sent
     assert good.errors == 0 and good.ok > 0 and good.p99_ms is not None
+    assert -1 < good.send_lag_p99_ms < 250  # the generator kept to its trace
     assert bad.errors == 3 and "422: unknown subnet 's9'" in next(iter(bad.error_reasons)), bad.error_reasons
     assert "unknown subnet 's9'" in bad.summary()

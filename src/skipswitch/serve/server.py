@@ -175,6 +175,8 @@ class Intake:
     def __init__(self, app, health: Callable[[], dict], scheduler: Scheduler, token: str | None = None):
         self.app, self.health, self.scheduler, self.token = app, health, scheduler, token
         self.metrics = scheduler.metrics
+        # Built once and sent as is: under overload most requests get this answer, so it must cost little.
+        self.queue_full = _error(503, f"queue full ({scheduler.capacity} requests waiting); retry later", "queue_full")
         self.buffered = 0
 
     async def __call__(self, scope, receive, send):
@@ -194,8 +196,8 @@ class Intake:
             return await self.app(scope, receive, send)
         if len(self.scheduler.queue) >= self.scheduler.capacity:  # cheap shedding: before any parsing
             self.metrics.inc("requests_total", outcome="rejected")
-            return await _refusal(self.metrics, 503, "queue_full", f"queue full ({self.scheduler.capacity} requests "
-                                  "waiting); retry later")(scope, receive, send)
+            self.metrics.inc("refusals_total", status="503", reason="queue_full")
+            return await self.queue_full(scope, receive, send)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return await _refusal(self.metrics, 413, "too_large",
