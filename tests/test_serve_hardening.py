@@ -329,35 +329,39 @@ def test_large_uploads_are_refused_with_bounded_memory(engine):
 
 
 def test_concurrent_large_uploads_are_capped_at_64_mib_held(engine):
-    """Six 15 MiB uploads (each under the 16 MiB limit) held open at once: at most 64 MiB of bodies
-    are buffered, so some are answered 503 "busy" (and counted) while the rest are read and parsed."""
+    """Ten 15 MiB uploads (each under the 16 MiB limit) held open at once: at most 64 MiB of bodies
+    are buffered, so the server refuses some with 503 "busy" (counted; the client may see only the
+    connection's reset, as the rest of its body is left unread) and reads the others in full."""
     import socket
     import threading
+    import time
     from urllib.parse import urlsplit
 
     import httpx
 
     from skipswitch.serve.server import MAX_BODY_BYTES, MAX_BUFFERED_BYTES, run_in_thread
 
-    size, uploads = 15 * 2**20, 6
+    size, uploads = 15 * 2**20, 10
     body = _npy_header((size // 256, 1, 8, 8)) + b"\0" * size
-    first = len(body) - 2**20  # sent before every upload waits for the others, the last MiB after
-    assert size < MAX_BODY_BYTES and uploads * first > MAX_BUFFERED_BYTES
-    everyone_sent = threading.Barrier(uploads, timeout=60)
+    first = len(body) - 2**20  # sent at once; the last MiB 2 s later, so that the uploads overlap
+    # what the kernel's socket buffers may hold unread cannot hide the excess
+    assert size < MAX_BODY_BYTES and uploads * first > 2 * MAX_BUFFERED_BYTES
     answers = [b""] * uploads
 
     def upload(i: int, port: int) -> None:
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-            sock.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {NPY}\r\nConnection: close\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode())
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
             try:
-                sock.sendall(body[:first])
-                everyone_sent.wait()
+                sock.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {NPY}\r\n"
+                             f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:first])
+                time.sleep(2)
                 sock.sendall(body[first:])
             except OSError:  # refused: the server answered 503 and closed while this client still sent
-                everyone_sent.wait()
-            while chunk := sock.recv(65536):  # the answer, up to the server's close
-                answers[i] += chunk
+                pass
+            try:
+                while chunk := sock.recv(65536):  # the answer, up to the server's close
+                    answers[i] += chunk
+            except ConnectionResetError:  # refused, and the kernel's reset overtook the 503 already sent
+                pass
 
     app = _app(engine)
     with run_in_thread(app) as url:
@@ -365,13 +369,13 @@ def test_concurrent_large_uploads_are_capped_at_64_mib_held(engine):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(120)
+            t.join(300)
         assert httpx.get(f"{url}/health").status_code == 200
-    statuses = [a.split(b" ", 2)[1].decode() for a in answers]
-    busy = statuses.count("503")
-    assert set(statuses) == {"422", "503"}, statuses  # read in full: too many examples for one batch (422)
-    assert statuses.count("422") <= MAX_BUFFERED_BYTES // first and all(b'"busy"' in a for a in answers if b" 503 " in a)
-    assert app.state.scheduler.metrics.value("refusals_total", status="503", reason="busy") == busy
+    statuses = [a.split(b" ", 2)[1].decode() if a.startswith(b"HTTP/1.1") else "no answer" for a in answers]
+    read = statuses.count("422")  # read in full: too many examples for one batch
+    assert set(statuses) <= {"422", "503", "no answer"} and 1 <= read < uploads, statuses
+    assert all(b'"busy"' in a for a in answers if b" 503 " in a)
+    assert app.state.scheduler.metrics.value("refusals_total", status="503", reason="busy") == uploads - read
 
 
 def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):

@@ -170,7 +170,14 @@ class Intake:
     behind inference), checks the bearer token, and reads a predict body only while it stays under
     ``MAX_BODY_BYTES`` (413 from Content-Length before reading, or as soon as a streamed body passes
     it), with at most ``MAX_BUFFERED_BYTES`` of bodies held at once (503 "busy" beyond: many large
-    concurrent uploads wait their turn; small requests never meet this cap)."""
+    concurrent uploads wait their turn; small requests never meet this cap).
+
+    Admission before parsing (503 "queue_full", a prepared answer): a predict is refused while the queue is
+    full, or when more arrive than the engine serves: a token bucket holding up to the queue bound, refilled
+    at the active subnet's current rate (max batch / its profiled batch latency, which the scheduler keeps
+    up to date). Without the bucket, under overload the policy sheds queued requests it cannot serve in
+    time, which frees queue slots for more requests that are parsed only to be shed: parsing, not
+    inference, then takes the CPU."""
 
     def __init__(self, app, health: Callable[[], dict], scheduler: Scheduler, token: str | None = None):
         self.app, self.health, self.scheduler, self.token = app, health, scheduler, token
@@ -178,6 +185,19 @@ class Intake:
         # Built once and sent as is: under overload most requests get this answer, so it must cost little.
         self.queue_full = _error(503, f"queue full ({scheduler.capacity} requests waiting); retry later", "queue_full")
         self.buffered = 0
+        self.tokens, self.refilled = float(scheduler.capacity), time.monotonic()
+
+    def admit(self, now: float) -> bool:
+        """Whether a predict arriving ``now`` may be read and parsed (see the class)."""
+        scheduler, engine = self.scheduler, self.scheduler.engine
+        batch_s = (engine.active or engine.largest).latency_for(engine.max_batch)
+        rate = engine.max_batch / batch_s if batch_s > 0 else math.inf
+        self.tokens = min(float(scheduler.capacity), self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if len(scheduler.queue) >= scheduler.capacity or self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -194,7 +214,7 @@ class Intake:
                                   "(Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         if scope["path"] != "/v1/predict" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        if len(self.scheduler.queue) >= self.scheduler.capacity:  # cheap shedding: before any parsing
+        if not self.admit(arrival):  # cheap shedding: before the body is read or parsed
             self.metrics.inc("requests_total", outcome="rejected")
             self.metrics.inc("refusals_total", status="503", reason="queue_full")
             return await self.queue_full(scope, receive, send)
