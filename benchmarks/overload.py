@@ -18,7 +18,7 @@ core. ``http`` is the earlier tiny model (8x8 digits), whose forward pass is che
 exchange, so the HTTP layer itself is the bottleneck there.
 
     PYTHONPATH=src python benchmarks/overload.py                  # 60 s per level
-    PYTHONPATH=src python benchmarks/overload.py --seconds 10 --http-levels ''   # a quick look
+    PYTHONPATH=src python benchmarks/overload.py --seconds 10 --http-levels '' --thread-levels ''   # a quick look
 """
 
 from __future__ import annotations
@@ -210,14 +210,13 @@ def big_upload(port: int, total: int) -> tuple[str, int]:
     return status, sent
 
 
-def run_workload(name: str, args, *, extras: bool) -> dict:
+def run_workload(name: str, args, levels_arg: str, *, inference: str, extras: bool) -> dict:
     """Start a server for workload ``name``, measure its capacity, run every level; with ``extras``
     also the 1 GB upload and the generator's overhead against a lean client."""
     from skipswitch.data import load_dataset
     from skipswitch.serve.server import free_loopback_port, wait_until_healthy
 
     dataset, base_width, queue = WORKLOADS[name]
-    levels_arg = args.levels if name == "engine" else args.http_levels
     ckpt = prepare(args.work, dataset, base_width)
     example = load_dataset(dataset, seed=0).test.images[:1].tolist()
     port = free_loopback_port()
@@ -225,7 +224,7 @@ def run_workload(name: str, args, *, extras: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--port", str(port),
                                "--max-batch", str(args.max_batch), "--queue", str(queue), "--inference",
-                               args.inference], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               inference], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     levels, upload, overhead = [], {}, {}
     try:
         wait_until_healthy(url, server, timeout_s=600)
@@ -252,7 +251,7 @@ def run_workload(name: str, args, *, extras: bool) -> dict:
             load_before = os.getloadavg()[0]
             with Watch(server.pid, port) as watch:
                 report, cpu = loadgen(url, level * capacity, args.seconds, args.deadline_ms, floor, dataset,
-                                      args.work / f"{name}-level-{level:g}.json")
+                                      args.work / f"{name}-{inference}-level-{level:g}.json")
             levels.append({
                 "level": level, "target_rate": level * capacity, "sent": report["sent"],
                 "sent_rate": report["sent"] / args.seconds, "ok": report["ok"], "shed": report["shed"],
@@ -292,7 +291,7 @@ def run_workload(name: str, args, *, extras: bool) -> dict:
         except subprocess.TimeoutExpired:
             server.kill()
             server_out, _ = server.communicate()
-    return {"workload": name, "dataset": dataset, "base_width": base_width, "queue": queue, "largest": largest["name"],
+    return {"workload": name, "inference": inference, "dataset": dataset, "base_width": base_width, "queue": queue, "largest": largest["name"],
             "batch_ms": batch_s * 1e3, "capacity": capacity, "closed_loop": closed_loop, "profile_capacity": profile_capacity,
             "capacity_loadavg": load_before,
             "baseline_mem_mib": baseline_mem / 2**20, "levels": levels, "upload": upload, "overhead": overhead,
@@ -306,19 +305,22 @@ def main() -> None:
     parser.add_argument("--http-levels", default="1,10", help="Load levels of the HTTP-bound workload ('' skips it).")
     parser.add_argument("--deadline-ms", type=float, default=100.0)
     parser.add_argument("--max-batch", type=int, default=8)
-    parser.add_argument("--inference", choices=("process", "thread"), default="process")
+    parser.add_argument("--thread-levels", default="5", help="Levels of the inference-bound workload run again with "
+                        "forward passes in a thread of the server process, for comparison ('' skips it).")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-overload")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "reliability.md")
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    workloads = [run_workload("engine", args, extras=True)]
+    workloads = [run_workload("engine", args, args.levels, inference="process", extras=True)]
+    if args.thread_levels:
+        workloads.append(run_workload("engine", args, args.thread_levels, inference="thread", extras=False))
     if args.http_levels:
-        workloads.append(run_workload("http", args, extras=False))
+        workloads.append(run_workload("http", args, args.http_levels, inference="process", extras=False))
     data = {"date": started, "python": platform.python_version(), "cpus": os.cpu_count(), "argv": sys.argv[1:],
             "seconds_per_level": args.seconds, "deadline_ms": args.deadline_ms, "max_batch": args.max_batch,
-            "inference": args.inference, "workloads": workloads}
+            "workloads": workloads}
     atomic_write_json(args.work / "reliability.json", data)
     atomic_write_text(args.out, render(data))
     print(f"wrote {args.out}")
@@ -365,16 +367,16 @@ def workload_text(w: dict, d: dict) -> list[str]:
 
 def render(d: dict) -> str:
     engine = d["workloads"][0]
-    http_bound = d["workloads"][1:]
+    thread = [w for w in d["workloads"][1:] if w["inference"] == "thread"]
+    http_bound = [w for w in d["workloads"][1:] if w["workload"] == "http"]
     u, o = engine["upload"], engine["overhead"]
     lines = [
         "# Reliability under overload",
         "",
         f"Measured {d['date']} by `benchmarks/overload.py {' '.join(d['argv'])}` (Python {d['python']}, {d['cpus']} "
         f"CPUs shared with other jobs: the load average is given per level; above {d['cpus']}, other work competed "
-        f"for the cores). `skipswitch serve` (in-place, SlackFit, max batch {d['max_batch']}, forward passes in "
-        f"{'a child process of the server' if d['inference'] == 'process' else 'a thread of the server process'}) "
-        "and `skipswitch loadgen` (Poisson arrivals, raw asyncio keep-alive connections) run as separate processes on "
+        f"for the cores). `skipswitch serve` (in-place, SlackFit, max batch {d['max_batch']}, forward passes in its "
+        "inference child process unless said otherwise) and `skipswitch loadgen` (Poisson arrivals, raw asyncio keep-alive connections) run as separate processes on "
         f"loopback; each level runs {d['seconds_per_level']:g} s. Every request carries a {d['deadline_ms']:g} ms "
         "deadline and the largest subnet's accuracy as its floor, so SlackFit serves the largest subnet (untrained "
         "resnet-cifar supernets: accuracy is not measured here) and sheds what it cannot serve in time.",
@@ -386,6 +388,15 @@ def render(d: dict) -> str:
         "",
         *workload_text(engine, d),
     ]
+    for w in thread:
+        lines += [
+            "",
+            "## The same workload with forward passes in a thread of the server process (`--inference thread`)",
+            "",
+            "For comparison: the event loop and inference then share one GIL.",
+            "",
+            *workload_text(w, d),
+        ]
     for w in http_bound:
         lines += [
             "",
