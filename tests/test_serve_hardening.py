@@ -434,7 +434,8 @@ def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet
     port = free_loopback_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)}
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
-                               "--port", str(port), "--max-batch", "4", "--mode", "temporal"], env=env,
+                               "--port", str(port), "--max-batch", "4", "--mode", "temporal", "--inference", "process"],
+                              env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)
@@ -487,7 +488,7 @@ def test_inference_process_exits_when_the_server_is_killed(supernet_and_configs,
     port = free_loopback_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
-                               "--port", str(port), "--max-batch", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               "--port", str(port), "--max-batch", "2", "--inference", "process"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)

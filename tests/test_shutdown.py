@@ -60,9 +60,9 @@ def test_sigterm_stops_fed_run_at_a_round_and_resume_continues(tmp_path, engine)
 
 
 def test_sigterm_stops_demo_during_its_serving_step_cleanly(tmp_path):
-    """SIGTERM while `skipswitch demo` runs its serving step (a server child process with its own
-    inference child, the load generator in the demo's process): the demo stops within seconds with
-    one line saying how to resume, and leaves no process, temporary file or section of that step."""
+    """SIGTERM while `skipswitch demo` runs its serving step (a server child process, the load generator
+    in the demo's process): the demo stops within seconds with one line saying how to resume, and
+    leaves no process, temporary file or section of that step."""
     import torch
 
     from skipswitch.demo import demo_steps
@@ -88,7 +88,7 @@ def test_sigterm_stops_demo_during_its_serving_step_cleanly(tmp_path):
                                 stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             deadline = time.monotonic() + 300
-            while not _descendants(demo.pid, 2):  # the server and its inference process: load is running
+            while not _serving(demo.pid):  # the demo's server answers: its load generator starts now
                 assert demo.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, "the demo's server did not start"
                 time.sleep(0.2)
@@ -110,12 +110,20 @@ def test_sigterm_stops_demo_during_its_serving_step_cleanly(tmp_path):
     assert not (out / "serve" / "section.json").exists()  # the step reruns next time
 
 
-def _descendants(pid: int, depth: int) -> list[str]:
-    """Processes ``depth`` generations below ``pid`` (1: children)."""
-    pids = [str(pid)]
-    for _ in range(depth):
-        pids = [c for p in pids for c in subprocess.run(["pgrep", "-P", p], capture_output=True, text=True).stdout.split()]
-    return pids
+def _serving(pid: int) -> bool:
+    """Whether a child of ``pid`` is a `skipswitch serve` whose /health answers."""
+    import http.client
+
+    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"serve" in argv and b"--port" in argv:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", int(argv[argv.index(b"--port") + 1]), timeout=1)
+                conn.request("GET", "/health")
+                return conn.getresponse().status == 200
+            except OSError:
+                return False
+    return False
 
 
 def _left_in_group(pgid: int, wait_s: float = 10.0) -> list[str]:

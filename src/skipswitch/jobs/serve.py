@@ -32,9 +32,11 @@ class ServeJob(JobConfig):
     token: Optional[str] = Field(None, min_length=8, description="Require 'Authorization: Bearer TOKEN' on every path "
                                  "but /health [default: $SKIPSWITCH_TOKEN; the variable keeps it out of `ps`].")
     api_docs: bool = Field(False, description="Serve /docs, /redoc and /openapi.json.")
-    inference: Literal["process", "thread"] = Field(
-        "process", description="Run forward passes in a child process (process), so the HTTP loop never waits behind "
-                               "them for the GIL, or in a thread of the server process (thread; always with cuda).")
+    inference: Literal["auto", "process", "thread"] = Field(
+        "auto", description="Run forward passes in a child process (process), so the HTTP loop never waits behind "
+                            "them for the GIL, or in a thread of the server process (thread; always with cuda). auto: "
+                            "process on a machine of 4 or more CPUs (the child needs a core of its own; on 2 shared "
+                            "cores it measured worse, docs/results/reliability.md), else thread.")
 
 
 class ServeResult(JobResult):
@@ -100,7 +102,8 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
         engine = ServingEngine.from_checkpoint(job.checkpoint, job.pareto, mode=job.mode, device=job.device,
                                                batch_sizes=sizes, **({"work_dir": work_dir} if temporal else {}))
         # forked before the socket and the event loop exist; the stack stops it before the directory goes
-        if job.inference == "process" and engine.device.type == "cpu":
+        process = job.inference == "process" or (job.inference == "auto" and (os.cpu_count() or 1) >= 4)
+        if process and engine.device.type == "cpu":
             stack.enter_context(inference_process(engine))
         app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue,
                          default_deadline_ms=job.deadline_ms, token=token, api_docs=job.api_docs)
