@@ -415,8 +415,9 @@ def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):
     assert app.state.scheduler.metrics.value("refusals_total", status="503", reason="shutting_down") >= 1
 
 
-def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet_and_configs, tmp_path):  # noqa: F811
-    import signal
+def _serve_process(supernet_and_configs, tmp_path, *args: str, **env: str):  # noqa: F811
+    """`skipswitch serve` of the fixture supernet in a child process of its own process group
+    (stdout and stderr piped); (the Popen, its URL) once /health answers."""
     import subprocess
     import sys
 
@@ -429,16 +430,35 @@ def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet
     ckpt = tmp_path / "supernet.safetensors"
     save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
     pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
+    port = free_loopback_port()
+    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
+                               "--port", str(port), *args], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server, timeout_s=120)
+    except BaseException:
+        server.kill()
+        raise
+    return server, url
+
+
+def _children(pid: int) -> list[str]:
+    import subprocess
+
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
+def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet_and_configs, tmp_path):  # noqa: F811
+    import signal
+
+    from test_shutdown import _left_in_group
+
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    port = free_loopback_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)}
-    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
-                               "--port", str(port), "--max-batch", "4", "--mode", "temporal", "--inference", "process"],
-                              env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server, _ = _serve_process(supernet_and_configs, tmp_path, "--max-batch", "4", "--mode", "temporal",
+                               "--inference", "process", TMPDIR=str(scratch))
     try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)
         assert [p.name for p in scratch.iterdir()][0].startswith("skipswitch-temporal-")
         assert len(_children(server.pid)) == 1  # the inference process
         server.send_signal(signal.SIGTERM)
@@ -448,54 +468,22 @@ def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet
     assert server.returncode == 0, out
     assert "stopped: queue drained" in out and "Traceback" not in out
     assert not list(scratch.iterdir())
-    assert not _group(server.pid)
-
-
-def _children(pid: int) -> list[str]:
-    import subprocess
-
-    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-
-
-def _group(pgid: int, wait_s: float = 10.0) -> list[str]:
-    """Processes left in a process group after ``wait_s`` seconds at most."""
-    import subprocess
-    import time
-
-    deadline = time.monotonic() + wait_s
-    while (left := subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()) \
-            and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
+    assert not _left_in_group(server.pid)
 
 
 def test_inference_process_exits_when_the_server_is_killed(supernet_and_configs, tmp_path):  # noqa: F811
     """kill -9 of `skipswitch serve` gives its inference process no chance to be stopped: it exits by
     itself when its pipe closes."""
     import signal
-    import subprocess
-    import sys
 
-    from skipswitch.serve.server import free_loopback_port, wait_until_healthy
-    from skipswitch.supernet.io import save_supernet
+    from test_shutdown import _left_in_group
 
-    from test_serve import _write_pareto
-
-    supernet, configs = supernet_and_configs
-    ckpt = tmp_path / "supernet.safetensors"
-    save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
-    pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
-    port = free_loopback_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
-                               "--port", str(port), "--max-batch", "2", "--inference", "process"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server, _ = _serve_process(supernet_and_configs, tmp_path, "--max-batch", "2", "--inference", "process")
     try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)
         assert len(_children(server.pid)) == 1
         server.send_signal(signal.SIGKILL)
         server.wait(10)
-        assert not _group(server.pid)
+        assert not _left_in_group(server.pid)
     finally:
         server.kill()
         try:

@@ -18,6 +18,14 @@ import pytest
 SRC = str(Path(__file__).parents[1] / "src")
 
 
+def _sigterm(proc, timeout: float = 30) -> float:
+    """Seconds from SIGTERM until ``proc`` exited."""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout)
+    return time.monotonic() - sent
+
+
 def _wait_for(path: Path, text: str, proc, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while text not in (path.read_text() if path.exists() else ""):
@@ -37,10 +45,7 @@ def test_sigterm_stops_fed_run_at_a_round_and_resume_continues(tmp_path, engine)
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             _wait_for(log, "round   1:", proc)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-            stop_s = time.monotonic() - sent
+            stop_s = _sigterm(proc)
         finally:
             proc.kill()
     text = log.read_text()
@@ -93,10 +98,7 @@ def test_sigterm_stops_demo_during_its_serving_step_cleanly(tmp_path):
                 assert time.monotonic() < deadline, "the demo's server did not start"
                 time.sleep(0.2)
             time.sleep(1.0)
-            sent = time.monotonic()
-            demo.send_signal(signal.SIGTERM)
-            demo.wait(30)
-            stop_s = time.monotonic() - sent
+            stop_s = _sigterm(demo)
         finally:
             demo.kill()
     text = log.read_text()
