@@ -206,6 +206,57 @@ def test_deadline_runs_from_arrival_not_from_submission(engine):
     assert any(isinstance(o, Shed) for o in outcomes) and any(isinstance(o, Result) for o in outcomes)
 
 
+def test_inference_process_gives_the_same_logits_and_ends_with_its_block(engine):
+    """Forward passes in a forked child: same logits and switch bookkeeping as in-process; the child
+    is gone after the block, and the app serves through it."""
+    from fastapi.testclient import TestClient
+
+    from skipswitch.serve.worker import inference_process
+
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    expected = {name: engine.infer(name, x) for name in ("s0", "s2")}
+    switches = engine.switches
+    with inference_process(engine) as remote:
+        child = remote.process
+        assert child.is_alive() and child.pid != os.getpid()
+        got = {name: engine.infer(name, x) for name in ("s0", "s2")}
+        assert engine.switches == switches + 2 and engine.active.name == "s2"
+        with TestClient(_app(engine)) as c:
+            r = c.post("/v1/predict", json={"inputs": ONE, "subnet": "s1"})
+        assert r.status_code == 200 and r.json()["subnet"] == "s1", r.text
+    assert not child.is_alive() and child.exitcode == 0
+    assert engine.backend is not remote
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name])
+
+
+def test_refusals_are_counted_by_status_and_reason(engine):
+    import httpx
+
+    from skipswitch.serve.metrics import parse_prometheus
+    from skipswitch.serve.server import run_in_thread
+
+    token = {"Authorization": "Bearer s3cret-token"}
+    app = _app(engine, token="s3cret-token")
+    with run_in_thread(app) as url:
+        assert httpx.post(f"{url}/v1/predict", json={"inputs": ONE}).status_code == 401
+        assert httpx.get(f"{url}/v1/subnets").status_code == 401
+        declared = _raw_post(url, {**token, "Content-Type": NPY, "Content-Length": str(10**9)}, b"")
+        assert declared.startswith(b"HTTP/1.1 413")
+        header = httpx.post(f"{url}/v1/predict", content=_npy_header((10**11,)), headers={**token, "Content-Type": NPY})
+        assert header.status_code == 413
+        assert httpx.post(f"{url}/v1/predict", content=b"x", headers={**token, "Content-Type": "text/plain"}).status_code == 415
+        app.state.scheduler.capacity = 0  # every predict now finds the queue full
+        full = httpx.post(f"{url}/v1/predict", json={"inputs": ONE}, headers=token)
+        assert full.status_code == 503 and full.json()["reason"] == "queue_full"
+        samples = parse_prometheus(httpx.get(f"{url}/metrics", headers=token).text)
+    refusals = {k: v for k, v in samples.items() if k.startswith("skipswitch_refusals_total{")}
+    assert refusals == {'skipswitch_refusals_total{reason="unauthorized",status="401"}': 2.0,
+                        'skipswitch_refusals_total{reason="too_large",status="413"}': 2.0,
+                        'skipswitch_refusals_total{reason="media_type",status="415"}': 1.0,
+                        'skipswitch_refusals_total{reason="queue_full",status="503"}': 1.0}, refusals
+
+
 # -- a real loopback server: memory, health under load, drain on SIGTERM ----------------------------
 
 def _rss_bytes() -> int:
@@ -277,6 +328,56 @@ def test_large_uploads_are_refused_with_bounded_memory(engine):
     assert growth < 64 * 2**20, f"RSS grew by {growth / 2**20:.0f} MiB"
 
 
+def test_concurrent_large_uploads_are_capped_at_64_mib_held(engine):
+    """Ten 15 MiB uploads (each under the 16 MiB limit) held open at once: at most 64 MiB of bodies
+    are buffered, so the server refuses some with 503 "busy" (counted; the client may see only the
+    connection's reset, as the rest of its body is left unread) and reads the others in full."""
+    import socket
+    import threading
+    import time
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    from skipswitch.serve.server import MAX_BODY_BYTES, MAX_BUFFERED_BYTES, run_in_thread
+
+    size, uploads = 15 * 2**20, 10
+    body = _npy_header((size // 256, 1, 8, 8)) + b"\0" * size
+    first = len(body) - 2**20  # sent at once; the last MiB 2 s later, so that the uploads overlap
+    # what the kernel's socket buffers may hold unread cannot hide the excess
+    assert size < MAX_BODY_BYTES and uploads * first > 2 * MAX_BUFFERED_BYTES
+    answers = [b""] * uploads
+
+    def upload(i: int, port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
+            try:
+                sock.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: {NPY}\r\n"
+                             f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[:first])
+                time.sleep(2)
+                sock.sendall(body[first:])
+            except OSError:  # refused: the server answered 503 and closed while this client still sent
+                pass
+            try:
+                while chunk := sock.recv(65536):  # the answer, up to the server's close
+                    answers[i] += chunk
+            except ConnectionResetError:  # refused, and the kernel's reset overtook the 503 already sent
+                pass
+
+    app = _app(engine)
+    with run_in_thread(app) as url:
+        threads = [threading.Thread(target=upload, args=(i, urlsplit(url).port)) for i in range(uploads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert httpx.get(f"{url}/health").status_code == 200
+    statuses = [a.split(b" ", 2)[1].decode() if a.startswith(b"HTTP/1.1") else "no answer" for a in answers]
+    read = statuses.count("422")  # read in full: too many examples for one batch
+    assert set(statuses) <= {"422", "503", "no answer"} and 1 <= read < uploads, statuses
+    assert all(b'"busy"' in a for a in answers if b" 503 " in a)
+    assert app.state.scheduler.metrics.value("refusals_total", status="503", reason="busy") == uploads - read
+
+
 def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):
     import asyncio
     import signal
@@ -311,10 +412,12 @@ def test_health_stays_prompt_and_drain_answers_late_arrivals_with_503(engine):
     assert 200 in [r.status_code for r in queued]
     assert all(r.status_code == 200 or r.json()["reason"] == "shutting_down" for r in queued)
     assert late.status_code == 503 and late.json()["reason"] == "shutting_down"
+    assert app.state.scheduler.metrics.value("refusals_total", status="503", reason="shutting_down") >= 1
 
 
-def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet_and_configs, tmp_path):  # noqa: F811
-    import signal
+def _serve_process(supernet_and_configs, tmp_path, *args: str, **env: str):  # noqa: F811
+    """`skipswitch serve` of the fixture supernet in a child process of its own process group
+    (stdout and stderr piped); (the Popen, its URL) once /health answers."""
     import subprocess
     import sys
 
@@ -327,16 +430,37 @@ def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet
     ckpt = tmp_path / "supernet.safetensors"
     save_supernet(ckpt, supernet, {"dataset": {"name": "digits", "seed": 0}})
     pareto = _write_pareto(tmp_path / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
+    port = free_loopback_port()
+    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
+                               "--port", str(port), *args], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server, timeout_s=120)
+    except BaseException:
+        server.kill()
+        raise
+    return server, url
+
+
+def _children(pid: int) -> list[str]:
+    import subprocess
+
+    return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+
+def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet_and_configs, tmp_path):  # noqa: F811
+    import signal
+
+    from test_shutdown import _left_in_group
+
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    port = free_loopback_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "TMPDIR": str(scratch)}
-    server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--pareto", str(pareto),
-                               "--port", str(port), "--max-batch", "4", "--mode", "temporal"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server, _ = _serve_process(supernet_and_configs, tmp_path, "--max-batch", "4", "--mode", "temporal",
+                               "--inference", "process", TMPDIR=str(scratch))
     try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", server, timeout_s=120)
         assert [p.name for p in scratch.iterdir()][0].startswith("skipswitch-temporal-")
+        assert len(_children(server.pid)) == 1  # the inference process
         server.send_signal(signal.SIGTERM)
         out, _ = server.communicate(timeout=30)
     finally:
@@ -344,6 +468,28 @@ def test_sigterm_stops_serve_cleanly_and_removes_the_temporal_directory(supernet
     assert server.returncode == 0, out
     assert "stopped: queue drained" in out and "Traceback" not in out
     assert not list(scratch.iterdir())
+    assert not _left_in_group(server.pid)
+
+
+def test_inference_process_exits_when_the_server_is_killed(supernet_and_configs, tmp_path):  # noqa: F811
+    """kill -9 of `skipswitch serve` gives its inference process no chance to be stopped: it exits by
+    itself when its pipe closes."""
+    import signal
+
+    from test_shutdown import _left_in_group
+
+    server, _ = _serve_process(supernet_and_configs, tmp_path, "--max-batch", "2", "--inference", "process")
+    try:
+        assert len(_children(server.pid)) == 1
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        assert not _left_in_group(server.pid)
+    finally:
+        server.kill()
+        try:
+            os.killpg(server.pid, signal.SIGKILL)  # the group this test started, should the assertion fail
+        except ProcessLookupError:
+            pass
 
 
 # -- the load generator ---------------------------------------------------------------------------
@@ -361,5 +507,6 @@ def test_loadgen_accounts_for_every_request_and_shows_the_servers_reason(engine,
         bad = asyncio.run(run_load(url, [0.0, 0.01, 0.02], x, deadline_ms=None, options={"subnet": "s9"}))
     assert good.sent > 150 and good.ok + good.shed + good.rejected + good.errors == good.sent
     assert good.errors == 0 and good.ok > 0 and good.p99_ms is not None
+    assert -1 < good.send_lag_p99_ms < 250  # the generator kept to its trace
     assert bad.errors == 3 and "422: unknown subnet 's9'" in next(iter(bad.error_reasons)), bad.error_reasons
     assert "unknown subnet 's9'" in bad.summary()

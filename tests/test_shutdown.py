@@ -1,6 +1,7 @@
 """Clean shutdown: SIGTERM (as Ctrl-C) stops a federated run at a round boundary within seconds,
 says where it stopped and how to resume, leaves its last round checkpointed and no temporaries,
-and ``--resume`` continues from there. (Serve's drain: tests/test_serve_hardening.py.)"""
+and ``--resume`` continues from there; SIGTERM stops ``skipswitch demo`` in its serving step with no
+process left. (Serve's drain: tests/test_serve_hardening.py.)"""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ from pathlib import Path
 import pytest
 
 SRC = str(Path(__file__).parents[1] / "src")
+
+
+def _sigterm(proc, timeout: float = 30) -> float:
+    """Seconds from SIGTERM until ``proc`` exited."""
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout)
+    return time.monotonic() - sent
 
 
 def _wait_for(path: Path, text: str, proc, timeout: float = 300) -> None:
@@ -36,10 +45,7 @@ def test_sigterm_stops_fed_run_at_a_round_and_resume_continues(tmp_path, engine)
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             _wait_for(log, "round   1:", proc)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-            stop_s = time.monotonic() - sent
+            stop_s = _sigterm(proc)
         finally:
             proc.kill()
     text = log.read_text()
@@ -49,13 +55,82 @@ def test_sigterm_stops_fed_run_at_a_round_and_resume_continues(tmp_path, engine)
     rounds = json.loads((out / "results.json").read_text())["rounds_completed"]
     assert 1 <= rounds < 30 and not list(out.glob(".*.tmp"))
     # no process of the run's group is left (Ray's workers included; they take a few seconds to exit)
-    deadline = time.monotonic() + 20
-    while (left := subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()) \
-            and time.monotonic() < deadline:
-        time.sleep(0.5)
+    left = _left_in_group(proc.pid, 20)
     assert not left, left
     done = subprocess.run([*argv[:-4], "--rounds", str(rounds + 1), "--clients", "2", "--out", str(out), "--resume",
                            "-q"], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     history = json.loads((out / "results.json").read_text())["history"]
     assert [r["round"] for r in history] == list(range(1, rounds + 2))
+
+
+def test_sigterm_stops_demo_during_its_serving_step_cleanly(tmp_path):
+    """SIGTERM while `skipswitch demo` runs its serving step (a server child process, the load generator
+    in the demo's process): the demo stops within seconds with one line saying how to resume, and
+    leaves no process, temporary file or section of that step."""
+    import torch
+
+    from skipswitch.demo import demo_steps
+    from skipswitch.supernet.io import save_supernet
+
+    from test_serve import _fixture_supernet, _write_pareto
+
+    out, scratch = tmp_path / "demo", tmp_path / "scratch"
+    scratch.mkdir()
+    torch.set_num_threads(1)
+    supernet, configs = _fixture_supernet()
+    (out / "search").mkdir(parents=True)
+    save_supernet(out / "search" / "supernet.safetensors", supernet, {"dataset": {"name": "digits", "seed": 0}})
+    _write_pareto(out / "search" / "pareto.json", supernet, configs, [0.6, 0.7, 0.8])
+    for step in demo_steps()[:-1]:  # every step before serving is marked done, so the demo resumes at serving
+        assert step.key != "serve"
+        (out / step.key).mkdir(exist_ok=True)
+        (out / step.key / "section.json").write_text(json.dumps({"title": step.title}))
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "PYTHONPATH": SRC, "TMPDIR": str(scratch)}
+    with open(log, "w") as f:
+        demo = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "demo", "--quick", "--quiet", "--out", str(out)],
+                                stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not _serving(demo.pid):  # the demo's server answers: its load generator starts now
+                assert demo.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the demo's server did not start"
+                time.sleep(0.2)
+            time.sleep(1.0)
+            stop_s = _sigterm(demo)
+        finally:
+            demo.kill()
+    text = log.read_text()
+    assert demo.returncode == 130, text
+    assert "Traceback" not in text
+    assert text.strip().splitlines()[-1] == "interrupted; rerun the same command to resume from the unfinished step"
+    assert stop_s < 10, stop_s
+    left = _left_in_group(demo.pid)
+    assert not left, left
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")] and not list(scratch.iterdir())
+    assert not (out / "serve" / "section.json").exists()  # the step reruns next time
+
+
+def _serving(pid: int) -> bool:
+    """Whether a child of ``pid`` is a `skipswitch serve` whose /health answers."""
+    import http.client
+
+    for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split():
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"serve" in argv and b"--port" in argv:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", int(argv[argv.index(b"--port") + 1]), timeout=1)
+                conn.request("GET", "/health")
+                return conn.getresponse().status == 200
+            except OSError:
+                return False
+    return False
+
+
+def _left_in_group(pgid: int, wait_s: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + wait_s
+    while (left := subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left

@@ -32,6 +32,11 @@ class ServeJob(JobConfig):
     token: Optional[str] = Field(None, min_length=8, description="Require 'Authorization: Bearer TOKEN' on every path "
                                  "but /health [default: $SKIPSWITCH_TOKEN; the variable keeps it out of `ps`].")
     api_docs: bool = Field(False, description="Serve /docs, /redoc and /openapi.json.")
+    inference: Literal["auto", "process", "thread"] = Field(
+        "auto", description="Run forward passes in a child process (process), so the HTTP loop never waits behind "
+                            "them for the GIL, or in a thread of the server process (thread; always with cuda). auto: "
+                            "process on a machine of 4 or more CPUs (the child needs a core of its own; on 2 shared "
+                            "cores it measured worse, docs/results/reliability.md), else thread.")
 
 
 class ServeResult(JobResult):
@@ -71,7 +76,7 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
     """Load the checkpoint once, profile its Pareto set, call ``on_ready(engine)``, and serve until
     stopped (SIGINT/SIGTERM: new requests get 503 while the queue drains, then this returns)."""
     import tempfile
-    from contextlib import nullcontext
+    from contextlib import ExitStack
 
     import torch
     import uvicorn
@@ -79,6 +84,7 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
     from ..serve.engine import ServingEngine
     from ..serve.policy import make_policy
     from ..serve.server import LOOPBACK_HOSTS, create_app, draining_server, loopback_socket
+    from ..serve.worker import inference_process
 
     token = job.token or os.environ.get("SKIPSWITCH_TOKEN") or None
     if job.host not in LOOPBACK_HOSTS and token is None:
@@ -91,9 +97,14 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
     sizes = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b < job.max_batch] + [job.max_batch]
     # temporal mode's per-subnet files live in a directory this job owns and removes on every exit
     temporal = job.mode == "temporal"
-    with tempfile.TemporaryDirectory(prefix="skipswitch-temporal-") if temporal else nullcontext() as work_dir:
+    with ExitStack() as stack:
+        work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="skipswitch-temporal-")) if temporal else None
         engine = ServingEngine.from_checkpoint(job.checkpoint, job.pareto, mode=job.mode, device=job.device,
                                                batch_sizes=sizes, **({"work_dir": work_dir} if temporal else {}))
+        # forked before the socket and the event loop exist; the stack stops it before the directory goes
+        process = job.inference == "process" or (job.inference == "auto" and (os.cpu_count() or 1) >= 4)
+        if process and engine.device.type == "cpu":
+            stack.enter_context(inference_process(engine))
         app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue,
                          default_deadline_ms=job.deadline_ms, token=token, api_docs=job.api_docs)
         on_ready(engine)

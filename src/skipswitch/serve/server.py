@@ -83,6 +83,12 @@ def _error(status: int, message: str, reason: str | None = None, headers: dict |
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _refusal(metrics, status: int, reason: str, message: str, headers: dict | None = None) -> JSONResponse:
+    """A refused request's answer (401, 413, 415, 503), counted in ``refusals_total{status, reason}``."""
+    metrics.inc("refusals_total", status=str(status), reason=reason)
+    return _error(status, message, reason, headers)
+
+
 def _validated(model: type[PredictOptions], data: dict[str, Any] | bytes) -> PredictOptions:
     """``model`` from a dict or JSON bytes; a problem is one SkipswitchError line."""
     try:
@@ -164,11 +170,34 @@ class Intake:
     behind inference), checks the bearer token, and reads a predict body only while it stays under
     ``MAX_BODY_BYTES`` (413 from Content-Length before reading, or as soon as a streamed body passes
     it), with at most ``MAX_BUFFERED_BYTES`` of bodies held at once (503 "busy" beyond: many large
-    concurrent uploads wait their turn; small requests never meet this cap)."""
+    concurrent uploads wait their turn; small requests never meet this cap).
+
+    Admission before parsing (503 "queue_full", a prepared answer): a predict is refused while the queue is
+    full, or when more arrive than the engine serves: a token bucket holding up to the queue bound, refilled
+    at the active subnet's current rate (max batch / its profiled batch latency, which the scheduler keeps
+    up to date). Without the bucket, under overload the policy sheds queued requests it cannot serve in
+    time, which frees queue slots for more requests that are parsed only to be shed: parsing, not
+    inference, then takes the CPU."""
 
     def __init__(self, app, health: Callable[[], dict], scheduler: Scheduler, token: str | None = None):
         self.app, self.health, self.scheduler, self.token = app, health, scheduler, token
+        self.metrics = scheduler.metrics
+        # Built once and sent as is: under overload most requests get this answer, so it must cost little.
+        self.queue_full = _error(503, f"queue full ({scheduler.capacity} requests waiting); retry later", "queue_full")
         self.buffered = 0
+        self.tokens, self.refilled = float(scheduler.capacity), time.monotonic()
+
+    def admit(self, now: float) -> bool:
+        """Whether a predict arriving ``now`` may be read and parsed (see the class)."""
+        scheduler, engine = self.scheduler, self.scheduler.engine
+        batch_s = (engine.active or engine.largest).latency_for(engine.max_batch)
+        rate = engine.max_batch / batch_s if batch_s > 0 else math.inf
+        self.tokens = min(float(scheduler.capacity), self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if len(scheduler.queue) >= scheduler.capacity or self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -181,17 +210,18 @@ class Intake:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.token is not None and not hmac.compare_digest(
                 headers.get("authorization", "").encode(), f"Bearer {self.token}".encode()):
-            return await _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return await _refusal(self.metrics, 401, "unauthorized", "missing or wrong bearer token "
+                                  "(Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         if scope["path"] != "/v1/predict" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        if len(self.scheduler.queue) >= self.scheduler.capacity:  # cheap shedding: before any parsing
-            self.scheduler.metrics.inc("requests_total", outcome="rejected")
-            return await _error(503, f"queue full ({self.scheduler.capacity} requests waiting); retry later",
-                                "queue_full")(scope, receive, send)
+        if not self.admit(arrival):  # cheap shedding: before the body is read or parsed
+            self.metrics.inc("requests_total", outcome="rejected")
+            self.metrics.inc("refusals_total", status="503", reason="queue_full")
+            return await self.queue_full(scope, receive, send)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return await _error(413, f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")(scope, receive, send)
+            return await _refusal(self.metrics, 413, "too_large",
+                                  f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")(scope, receive, send)
         body = bytearray()
         try:
             while True:
@@ -200,9 +230,11 @@ class Intake:
                     return
                 chunk = message.get("body", b"")
                 if len(body) + len(chunk) > MAX_BODY_BYTES:
-                    return await _error(413, f"request body exceeds {MAX_BODY_BYTES} bytes")(scope, receive, send)
+                    return await _refusal(self.metrics, 413, "too_large",
+                                          f"request body exceeds {MAX_BODY_BYTES} bytes")(scope, receive, send)
                 if self.buffered + len(chunk) > MAX_BUFFERED_BYTES:
-                    return await _error(503, "too many uploads in progress; retry later", "busy")(scope, receive, send)
+                    return await _refusal(self.metrics, 503, "busy",
+                                          "too many uploads in progress; retry later")(scope, receive, send)
                 body += chunk
                 self.buffered += len(chunk)
                 if not message.get("more_body"):
@@ -226,6 +258,9 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     ``api_docs`` serves /docs, /redoc and /openapi.json."""
     scheduler = Scheduler(engine, policy, capacity=capacity, default_deadline_ms=default_deadline_ms)
     metrics = scheduler.metrics
+    metrics.counter("refusals_total", "Requests refused before inference, by HTTP status and reason (unauthorized, "
+                    "too_large, media_type, queue_full, busy: too many uploads at once, shutting_down, shed).",
+                    ["status", "reason"])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -251,15 +286,18 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
                 loop.call_soon_threadsafe(lambda: future.done() or future.set_result(outcome))
 
             scheduler.submit(x, done=done, arrival=request.state.arrival, **options)
+        except Refused as exc:
+            metrics.inc("requests_total", outcome="invalid")
+            return _refusal(metrics, exc.status, "too_large" if exc.status == 413 else "media_type", str(exc))
         except SkipswitchError as exc:
             metrics.inc("requests_total", outcome="invalid")
-            return _error(getattr(exc, "status", 422), str(exc))
+            return _error(422, str(exc))
         except QueueFull as exc:
             metrics.inc("requests_total", outcome="rejected")
-            return _error(503, str(exc), "queue_full")
+            return _refusal(metrics, 503, "queue_full", str(exc))
         except ShuttingDown as exc:
             metrics.inc("requests_total", outcome="rejected")
-            return _error(503, str(exc), "shutting_down")
+            return _refusal(metrics, 503, "shutting_down", str(exc))
         outcome = await future
         if isinstance(outcome, Result):
             metrics.inc("requests_total", outcome="ok")
@@ -270,10 +308,10 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
                     "batch_size": outcome.batch_size, "deadline_met": outcome.deadline_met}
         if isinstance(outcome, Shed):
             metrics.inc("requests_total", outcome="shed")
-            return _error(503, str(outcome), "shed")
+            return _refusal(metrics, 503, "shed", str(outcome))
         if isinstance(outcome, ShuttingDown):
             metrics.inc("requests_total", outcome="rejected")
-            return _error(503, str(outcome), "shutting_down")
+            return _refusal(metrics, 503, "shutting_down", str(outcome))
         metrics.inc("requests_total", outcome="error")
         return _error(500, f"inference failed: {type(outcome).__name__}: {outcome}")
 

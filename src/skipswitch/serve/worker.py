@@ -1,0 +1,116 @@
+"""Forward passes in a child process of their own.
+
+In one process the HTTP front (the asyncio event loop: intake, ``/health``, shedding) and the
+engine's forward passes share one GIL: under overload the loop waits behind the engine's
+Python-level work and the engine behind the loop (docs/results/reliability.md). ``inference_process``
+forks a child once the engine is built and profiled (copy-on-write: the weights are not loaded
+twice) and swaps the engine's backend for ``RemoteBackend``, which sends each switch and each
+batch down a pipe. ``ServingEngine`` keeps its bookkeeping (active subnet, switch counts, latency
+profiles) in the server process, so the scheduler and policy are unchanged; the scheduler's thread
+waits on the pipe with the GIL released.
+
+CPU only: a CUDA context does not survive ``fork``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ..errors import SkipswitchError
+from .engine import Backend, ServingEngine, Subnet
+
+
+def _serve_batches(backend: Backend, subnets: dict[str, Subnet], conn, parent_end) -> None:
+    """The child: answer ("activate", name) and ("forward", array) until the parent closes the pipe."""
+    parent_end.close()
+    # The parent decides when this process ends (it drains its queue through it first): a Ctrl-C
+    # or SIGTERM sent to the whole process group must not kill it mid-drain.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with torch.no_grad():
+        while True:
+            try:
+                op, arg = conn.recv()
+            except (EOFError, OSError):  # the parent closed the pipe or died
+                return
+            try:
+                if op == "activate":
+                    backend.activate(subnets[arg])
+                    reply = ("ok", (backend.resident_bytes(), backend.to_dict()))
+                else:
+                    reply = ("ok", backend.forward(torch.from_numpy(arg)).cpu().numpy())
+            except Exception as exc:  # the batch fails, the process stays
+                reply = ("error", f"{type(exc).__name__}: {exc}")
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, OSError):
+                return
+
+
+class RemoteBackend(Backend):
+    """The engine's backend, run in a forked child process; ``close`` ends the child."""
+
+    def __init__(self, backend: Backend, subnets: list[Subnet]):
+        context = multiprocessing.get_context("fork")
+        self._conn, child_end = context.Pipe()
+        self.process = context.Process(target=_serve_batches, name="skipswitch-inference", daemon=True,
+                                       args=(backend, {s.name: s for s in subnets}, child_end, self._conn))
+        self.process.start()
+        child_end.close()
+        self._lock = threading.Lock()
+        self._resident, self._info = backend.resident_bytes(), backend.to_dict()
+
+    def _call(self, op: str, arg: Any) -> Any:
+        with self._lock:
+            try:
+                self._conn.send((op, arg))
+                status, value = self._conn.recv()
+            except (EOFError, OSError):
+                raise SkipswitchError(f"the inference process exited (code {self.process.exitcode})") from None
+        if status == "error":
+            raise RuntimeError(f"in the inference process: {value}")
+        return value
+
+    def activate(self, subnet: Subnet) -> None:
+        self._resident, self._info = self._call("activate", subnet.name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._call("forward", np.ascontiguousarray(x.numpy())))
+
+    def resident_bytes(self) -> int:
+        return self._resident
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._info
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Close the pipe (the child returns after its current batch); kill it if it lingers."""
+        self._conn.close()
+        self.process.join(timeout_s)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+@contextmanager
+def inference_process(engine: ServingEngine) -> Iterator[RemoteBackend]:
+    """Run ``engine``'s forward passes in a child process for the duration of the block; the child
+    is stopped on every exit path (and exits by itself if this process dies: its pipe closes)."""
+    if engine.device.type != "cpu":
+        raise SkipswitchError(f"a separate inference process needs device cpu (a {engine.device.type} context "
+                              "does not survive fork); serve with --inference thread")
+    local = engine.backend
+    remote = RemoteBackend(local, engine.subnets)
+    engine.backend = remote
+    try:
+        yield remote
+    finally:
+        engine.backend = local
+        remote.close()
