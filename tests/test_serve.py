@@ -13,7 +13,7 @@ from skipswitch.errors import SkipswitchError
 from skipswitch.serve import ServingEngine
 from skipswitch.serve.engine import union_bytes
 from skipswitch.serve.metrics import Metrics, parse_prometheus
-from skipswitch.serve.policy import FixedPolicy, MaxOnTimePolicy, Request, SlackFitPolicy, make_policy
+from skipswitch.serve.policy import FixedPolicy, MaxOnTimePolicy, Request, SlackFitPolicy, make_policy, profile_table
 from skipswitch.serve.scheduler import QueueFull, Result, Scheduler
 from skipswitch.supernet import supernet_for
 from skipswitch.supernet.bn import recalibrate_bn
@@ -239,6 +239,46 @@ def test_slackfit_picks_the_bucket_the_most_urgent_slack_fits(supernet_and_confi
     d = policy.decide([_req(0, now, 3.5)], now, engine)
     assert d.subnet.name == "s0"  # s1 would need 2 + 2 ms
     engine.active, engine.switch_estimate = None, 0.0
+
+
+def test_slackfit_lookahead_degrades_to_small_subnets_at_large_batches_as_the_queue_grows(supernet_and_configs):
+    # Same hand-made profile: s0 1/4/16, s1 2/8/32, s2 4/16/64 ms at batch 1/4/16.
+    engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
+    now = 100.0
+    policy, headless = SlackFitPolicy(), SlackFitPolicy(lookahead=False)
+    # 20.5 ms for everyone: a short queue gets the most accurate subnet, a longer one the smallest at a full batch.
+    picks = [(d.subnet.name, len(d.batch)) for n in (1, 4, 16)
+             for d in [policy.decide([_req(i, now, 20.5) for i in range(n)], now, engine)]]
+    assert picks == [("s2", 1), ("s2", 4), ("s0", 16)]
+    # Head 10 ms, seven more at 11.5 ms. The head's slack alone picks s1@4 (8 ms, the top bucket that
+    # fits); at the best rate (1 ms per example) the last of the four left finishes at 12 ms and misses.
+    # s0@4 (4 ms) leaves time for them; so would s2/s1/s0 at batch 1, in a lower bucket of batch 1.
+    queue = [_req(0, now, 10)] + [_req(i, now, 11.5) for i in range(1, 8)]
+    d = headless.decide(queue, now, engine)
+    assert (d.subnet.name, len(d.batch)) == ("s1", 4)
+    d = policy.decide(queue, now, engine)
+    assert (d.subnet.name, len(d.batch)) == ("s0", 4)
+    table = [c for c in profile_table(engine, engine.subnets, 8) if c.latency <= 0.010]
+    least = {(c.subnet.name, c.batch) for c in SlackFitPolicy.least_misses(table, queue, now, engine)}
+    assert least == {("s0", 4), ("s0", 1), ("s1", 1), ("s2", 1)}
+    # Overload: 64 requests, 22.5 ms each: the smallest subnet at the largest batch, as fixed-smallest.
+    d = policy.decide([_req(i, now, 22.5) for i in range(64)], now, engine)
+    assert (d.subnet.name, len(d.batch)) == ("s0", 16)
+    # 400 requests/s arrived over the last 0.1 s: s2's full batches (16 in 64 ms: 250/s) cannot keep up,
+    # so even with a second of slack for everyone the most accurate subnet that can (s1: 500/s) serves.
+    fresh = SlackFitPolicy()
+    d = fresh.decide([_req(i, now, 1000) for i in range(40)], now, engine)
+    assert fresh.arrival_rate() == pytest.approx(400) and d.subnet.name == "s1"
+    assert headless.decide([_req(i, now, 1000) for i in range(40)], now, engine).subnet.name == "s2"
+    # Batching that pays (s0: 1/2/4 ms at 1/4/16, as on a GPU): a head with 2 ms left would force a
+    # small batch; serving the next 16 at once leaves fewer deadlines missed, so the head is shed.
+    engine.get("s0").latency = {1: 1e-3, 4: 2e-3, 16: 4e-3}
+    queue = [_req(0, now, 2)] + [_req(i, now, 10) for i in range(1, 48)]
+    d = policy.decide(queue, now, engine)
+    assert (d.subnet.name, [r.id for r in d.batch]) == ("s0", list(range(1, 17)))
+    assert [r.id for r, _ in d.shed] == [0] and "serves the queue best" in d.shed[0][1]
+    d = make_policy("slackfit-noshed", engine).decide(queue, now, engine)
+    assert (d.subnet.name, [r.id for r in d.batch], d.shed) == ("s0", list(range(16)), [])
 
 
 def test_slackfit_sheds_when_nothing_fits(supernet_and_configs):

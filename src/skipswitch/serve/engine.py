@@ -444,14 +444,20 @@ class ServingEngine:
             raise SkipswitchError("input holds NaN or infinite values")
         return x.to(torch.float32)
 
-    @torch.no_grad()
     def infer(self, name: str | Subnet, x: torch.Tensor) -> torch.Tensor:
         """Logits of subnet ``name`` for batch ``x`` (switching first if needed)."""
-        self.activate(name)
-        out = self.backend.forward(x.to(self.device, torch.float32))
+        # The hot path of every served batch: on a CPU a small subnet's forward is ~0.3 ms,
+        # so each avoidable microsecond here is visible (no conversion when x already fits).
+        if self.active is not name:
+            self.activate(name)
+        if x.dtype is not torch.float32 or x.device != self.device:
+            x = x.to(self.device, torch.float32)
+        with torch.no_grad():
+            out = self.backend.forward(x)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        return out.cpu()
+            return out.cpu()
+        return out
 
     @torch.no_grad()
     def infer_many(self, name: str | Subnet, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
