@@ -233,29 +233,40 @@ class SlackFitPolicy(DeadlinePolicy):
 
     name = "slackfit"
 
-    def __init__(self, shed: bool = True, buckets: int = 10, lookahead: bool = True, rate_window: float = 0.1):
+    def __init__(self, shed: bool = True, buckets: int = 10, lookahead: bool = True, rate_window: float = 0.1,
+                 max_utilisation: float = 0.5):
         if buckets < 1:
             raise SkipswitchError(f"SlackFit needs at least one latency bucket, got {buckets}")
         super().__init__(shed)
         self.buckets = buckets
         self.lookahead = lookahead
         self.rate_window = rate_window
+        self.max_utilisation = max_utilisation
+        self._now = 0.0
         self._arrivals: collections.deque[tuple[float, int]] = collections.deque()  # (arrival, examples)
         self._newest = -1  # the largest request id seen (the scheduler numbers requests in arrival order)
+        self._first: float | None = None  # the first arrival seen: until a window has passed, a shorter one
 
     def decide(self, queue: Sequence[Request], now: float, engine: ServingEngine) -> Decision:
         for r in reversed(queue):  # arrival order: the new requests are at the end
             if r.id <= self._newest:
                 break
             self._arrivals.append((r.arrival, r.size))
+            self._first = r.arrival if self._first is None else min(self._first, r.arrival)
         self._newest = max(self._newest, max(r.id for r in queue))
         while self._arrivals and self._arrivals[0][0] < now - self.rate_window:
             self._arrivals.popleft()
+        self._now = now
         return super().decide(queue, now, engine)
 
     def arrival_rate(self) -> float:
-        """Examples per second that arrived over the last ``rate_window`` seconds."""
-        return sum(n for _, n in self._arrivals) / self.rate_window
+        """Examples per second that arrived over the last ``rate_window`` seconds (over the time
+        since the first arrival while that is shorter, at least 10 ms: a cold start must not
+        read as an idle server)."""
+        if self._first is None:
+            return 0.0
+        window = min(self.rate_window, max(self._now - self._first, 0.01))
+        return sum(n for _, n in self._arrivals) / window
 
     def choose(self, table: Sequence[Choice], slack: float, among: Sequence[Choice] | None = None) -> Choice | None:
         """The SlackFit pick for ``slack`` seconds from ``among`` (default: all of ``table``;
@@ -275,10 +286,13 @@ class SlackFitPolicy(DeadlinePolicy):
         subnets = allowed(engine, head.accuracy_floor)
         rate = self.arrival_rate()
         if self.lookahead:
-            # Only subnets whose full batches keep up with the arrival rate (else the fastest):
-            # a slower one grows the backlog by every batch it serves, whatever the head's slack.
+            # Only subnets whose full batches keep up with the arrival rate at utilisation <=
+            # ``max_utilisation`` (else the fastest): a slower one grows the backlog by every batch
+            # it serves, whatever the head's slack, and near full utilisation the queueing delay
+            # (and a shared CPU's noise around the profile) eats the deadlines.
             capacity = lambda s: engine.max_batch / max(s.latency_for(engine.max_batch), 1e-9)  # noqa: E731
-            subnets = [s for s in subnets if capacity(s) >= rate] or [max(subnets, key=capacity)]
+            subnets = ([s for s in subnets if capacity(s) * self.max_utilisation >= rate]
+                       or [max(subnets, key=capacity)])
         table = profile_table(engine, subnets, queued, head.size)
         slack = math.inf if head.deadline is None else head.deadline - now
         among = self.least_misses(table, pending, now, engine, rate) if self.lookahead and len(pending) > 1 else None
