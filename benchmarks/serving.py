@@ -270,7 +270,7 @@ def main() -> None:
     if "direct" in args.parts:
         new = slo_replay(ckpt, pareto, args, results.get("capacity"), configs)
         results.setdefault("capacity", new["capacity"])
-        results.setdefault("profiles", new["profiles"])
+        results["profiles"] = new["profiles"]  # the latest start-up profile
         results["direct"] = _merge(results.get("direct", []), new["runs"])
     if "http" in args.parts:
         if "capacity" not in results:
@@ -285,7 +285,11 @@ def main() -> None:
     atomic_write_json(path, results)
     if results.get("direct"):
         plot(results, args.out.with_name("serving-vs-load.png"))
-    atomic_write_text(args.out, render(args, results))
+    page = render(args, results)
+    notes = "\n## Reading the figures"  # hand-written from the results: kept when the page is re-rendered
+    if args.out.is_file() and notes in args.out.read_text():
+        page = page.rstrip("\n") + "\n" + notes + args.out.read_text().split(notes, 1)[1]
+    atomic_write_text(args.out, page)
     print(f"-> {args.out}")
 
 

@@ -11,7 +11,7 @@ import torch
 
 from skipswitch.errors import SkipswitchError
 from skipswitch.serve import ServingEngine
-from skipswitch.serve.engine import union_bytes
+from skipswitch.serve.engine import regularise, union_bytes
 from skipswitch.serve.metrics import Metrics, parse_prometheus
 from skipswitch.serve.policy import FixedPolicy, MaxOnTimePolicy, Request, SlackFitPolicy, make_policy, profile_table
 from skipswitch.serve.scheduler import QueueFull, Result, Scheduler
@@ -288,6 +288,14 @@ def test_slackfit_lookahead_degrades_to_small_subnets_at_large_batches_as_the_qu
     assert [r.id for r, _ in d.shed] == [0] and "serves the queue best" in d.shed[0][1]
     d = make_policy("slackfit-noshed", engine).decide(queue, now, engine)
     assert (d.subnet.name, [r.id for r in d.batch], d.shed) == ("s0", list(range(16)), [])
+
+
+def test_latency_profile_is_regularised():
+    # A preempted timing at batch 16 (10.5 ms after 1.67 ms at 8) is capped at two batches of 8;
+    # a faster-than-smaller figure is raised to the smaller one's.
+    profile = {1: 0.38e-3, 8: 1.67e-3, 16: 10.5e-3, 32: 3.0e-3}
+    regularise(profile)
+    assert profile == pytest.approx({1: 0.38e-3, 8: 1.67e-3, 16: 3.34e-3, 32: 3.34e-3})
 
 
 def test_slackfit_sheds_when_nothing_fits(supernet_and_configs):
