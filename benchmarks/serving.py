@@ -279,6 +279,8 @@ def main() -> None:
     if "none" not in args.parts:
         results.setdefault("invocations", []).append(
             {"argv": sys.argv[1:], "started": f"{started:%Y-%m-%d %H:%M} UTC", "load_start": load_start,
+             "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                                      text=True).stdout.strip(),
              "load_end": os.getloadavg(), "parts": args.parts})
     results["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                        if k not in ("parts", "configs", "traces", "work", "out")}
@@ -425,11 +427,12 @@ def render(args, results: dict) -> str:
         "under `flock /work/wt/bench.lock` (no other timing job at the same time; other engineers' trainings at "
         "nice 10 did run); results merge into `runs/bench-serving-mnist5k32/serving.json`:",
         "",
-        "| started | command | 1-min load average at start / end |",
-        "|---|---|---|",
+        "| started | commit | command | 1-min load average at start / end |",
+        "|---|---|---|---|",
     ]
     for inv in results.get("invocations", []):
-        lines.append(f"| {inv['started']} | `PYTHONPATH=src python benchmarks/serving.py {' '.join(inv['argv'])}` | "
+        lines.append(f"| {inv['started']} | {inv.get('commit', '?')} | "
+                     f"`PYTHONPATH=src python benchmarks/serving.py {' '.join(inv['argv'])}` | "
                      f"{inv['load_start'][0]:.1f} / {inv['load_end'][0]:.1f} |")
     lines += [
         "",

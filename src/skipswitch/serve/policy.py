@@ -26,6 +26,7 @@ then the most accurate subnet.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
@@ -50,8 +51,8 @@ class Request:
     done: Callable[[Any], None] | None = None  # called with a Result or an exception
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def size(self) -> int:
+    @functools.cached_property
+    def size(self) -> int:  # read many times per scheduling decision
         return int(self.x.shape[0])
 
 
@@ -243,6 +244,7 @@ class SlackFitPolicy(DeadlinePolicy):
         self.rate_window = rate_window
         self.max_utilisation = max_utilisation
         self._now = 0.0
+        self._arrived = 0  # examples in self._arrivals
         self._arrivals: collections.deque[tuple[float, int]] = collections.deque()  # (arrival, examples)
         self._newest = -1  # the largest request id seen (the scheduler numbers requests in arrival order)
         self._first: float | None = None  # the first arrival seen: until a window has passed, a shorter one
@@ -252,10 +254,11 @@ class SlackFitPolicy(DeadlinePolicy):
             if r.id <= self._newest:
                 break
             self._arrivals.append((r.arrival, r.size))
+            self._arrived += r.size
             self._first = r.arrival if self._first is None else min(self._first, r.arrival)
-        self._newest = max(self._newest, max(r.id for r in queue))
+        self._newest = max(self._newest, queue[-1].id)
         while self._arrivals and self._arrivals[0][0] < now - self.rate_window:
-            self._arrivals.popleft()
+            self._arrived -= self._arrivals.popleft()[1]
         self._now = now
         return super().decide(queue, now, engine)
 
@@ -266,7 +269,7 @@ class SlackFitPolicy(DeadlinePolicy):
         if self._first is None:
             return 0.0
         window = min(self.rate_window, max(self._now - self._first, 0.01))
-        return sum(n for _, n in self._arrivals) / window
+        return self._arrived / window
 
     def choose(self, table: Sequence[Choice], slack: float, among: Sequence[Choice] | None = None) -> Choice | None:
         """The SlackFit pick for ``slack`` seconds from ``among`` (default: all of ``table``;
@@ -329,7 +332,7 @@ class SlackFitPolicy(DeadlinePolicy):
         pending = pending[: 4 * engine.max_batch]
         deadlines = np.array([math.inf if r.deadline is None else r.deadline for r in pending])
         examples = np.concatenate([[0], np.cumsum([r.size for r in pending])])  # examples before request k
-        per_example = min(s.latency_for(b) / b for s in engine.subnets for b in (sorted(s.latency) or [1]))
+        per_example = min((t / b for s in engine.subnets for b, t in s.latency.items()), default=0.0)
         busy = rate * per_example  # the fraction of the best rate that arrivals take
         per_example = per_example / (1 - busy) if busy < 1 else math.inf
         finish = now + np.array([c.latency for c in table])
