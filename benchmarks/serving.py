@@ -1,20 +1,24 @@
-"""Serving benchmark -> docs/results/serving.md (+ two plots).
+"""Serving benchmark -> docs/results/serving.md (+ serving-vs-load.png).
 
 1. Switch latency of in-place activation vs the temporal (reload from disk) and spatial
    (all materialised) baselines and the budget (persistent + dynamic buffer) mode, with
    the resident weight bytes of each; the in-place forward against the extracted subnet's;
    resident bytes against the union of the served subnets' weight regions.
 2. SLO attainment and mean served accuracy for four open-loop traces (Poisson, bursty, ramp,
-   Azure-Functions-like) at several loads relative to the measured capacity, replayed straight
-   into the scheduler (no HTTP), for in-place + SlackFit, in-place + the earlier max-on-time
-   rule, fixed-largest, fixed-smallest, temporal + SlackFit and spatial + SlackFit; medians
-   over ``--runs`` trace seeds with their min-max spread. ``--http`` adds the bursty trace
-   over HTTP.
+   Azure-Functions-like) at several loads relative to the most accurate subnet's capacity,
+   replayed straight into the scheduler (``direct``) and over loopback HTTP to a
+   ``skipswitch serve`` subprocess (``http``), for in-place + SlackFit, in-place + the earlier
+   max-on-time rule, fixed-largest, fixed-smallest, temporal + SlackFit and spatial + SlackFit;
+   medians over ``--runs`` trace seeds with their min-max spread.
 
-The workload: the resnet-cifar space (base width 16, full widths) on mnist5k upscaled to
-32x32, sandwich-trained and searched (NSGA-II) once, cached under ``--work``.
+The workload: the resnet-cifar space (base width 16, full widths) on mnist5k resized to
+32x32 (``--dataset mnist5k@32``), sandwich-trained and searched (NSGA-II) once, cached under
+``--work``. ``--parts`` splits a run into short commands (each under the machine's benchmark
+lock); their results merge into ``WORK/serving.json`` and the page is rendered from all of them.
 
-    PYTHONPATH=src python benchmarks/serving.py --runs 3
+    PYTHONPATH=src python benchmarks/serving.py --parts switch overhead
+    PYTHONPATH=src python benchmarks/serving.py --parts direct --traces poisson
+    PYTHONPATH=src python benchmarks/serving.py --parts http --configs slackfit --loads 0.5 1.5
 """
 
 from __future__ import annotations
