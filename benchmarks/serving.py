@@ -352,6 +352,9 @@ def plot(results: dict, path: Path) -> None:
                 axes[i][j].errorbar(xs, [m[0] for m in ms], yerr=[[m[0] - m[1] for m in ms], [m[2] - m[0] for m in ms]],
                                     marker="o", capsize=3, label=label)
             axes[i][j].set_xscale("log")
+            ticks = sorted({k[1] for k in cells[where] if k[0] == trace})
+            axes[i][j].set_xticks(ticks, [f"{t:g}" for t in ticks])
+            axes[i][j].minorticks_off()
             axes[i][0].set_ylabel(title)
         axes[0][j].set_title(trace)
         axes[-1][j].set_xlabel("load (x capacity of the most accurate subnet)")
