@@ -11,9 +11,9 @@ import torch
 
 from skipswitch.errors import SkipswitchError
 from skipswitch.serve import ServingEngine
-from skipswitch.serve.engine import union_bytes
+from skipswitch.serve.engine import regularise, union_bytes
 from skipswitch.serve.metrics import Metrics, parse_prometheus
-from skipswitch.serve.policy import FixedPolicy, MaxOnTimePolicy, Request, SlackFitPolicy, make_policy
+from skipswitch.serve.policy import FixedPolicy, MaxOnTimePolicy, Request, SlackFitPolicy, make_policy, profile_table
 from skipswitch.serve.scheduler import QueueFull, Result, Scheduler
 from skipswitch.supernet import supernet_for
 from skipswitch.supernet.bn import recalibrate_bn
@@ -220,7 +220,7 @@ def test_slackfit_picks_the_bucket_the_most_urgent_slack_fits(supernet_and_confi
     # Hand-made profile (ms): s0 1/4/16, s1 2/8/32, s2 4/16/64 at batch 1/4/16; 10 buckets of
     # 6.4 ms over (0, 64] when 16 examples are queued.
     engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
-    policy, now = SlackFitPolicy(buckets=10), 100.0
+    policy, now = SlackFitPolicy(buckets=10, lookahead=False), 100.0  # the bucket rule alone
     backlog = lambda ms, first=0: [_req(first, now, ms)] + [_req(i, now, 1000) for i in range(1, 16)]  # noqa: E731
     # 5 ms of slack fits only bucket 1 (0, 6.4]: s0@1, s1@1, s2@1, s0@4 -> the most examples served.
     d = policy.decide(backlog(5), now, engine)
@@ -241,10 +241,67 @@ def test_slackfit_picks_the_bucket_the_most_urgent_slack_fits(supernet_and_confi
     engine.active, engine.switch_estimate = None, 0.0
 
 
+def _spread(deadlines_ms, now):
+    """Requests that arrived evenly over the last 0.1 s (the window SlackFit estimates the rate over)."""
+    n = len(deadlines_ms)
+    return [Request(i, torch.zeros(1, 1, 8, 8), now - 0.1 + 0.1 * i / n, now + ms / 1e3) for i, ms in enumerate(deadlines_ms)]
+
+
+def test_slackfit_lookahead_degrades_to_small_subnets_at_large_batches_as_the_queue_grows(supernet_and_configs):
+    # Same hand-made profile: s0 1/4/16, s1 2/8/32, s2 4/16/64 ms at batch 1/4/16 (full batches:
+    # 1000, 500, 250 per second; SlackFit allows a subnet up to 50% of that).
+    engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
+    now = 100.0
+    decide = lambda queue, **kw: SlackFitPolicy(**kw).decide(queue, now, engine)  # noqa: E731 - a fresh rate estimate
+    # 20.5 ms for everyone: a short queue gets the most accurate subnet, a longer one the smallest at a full batch.
+    picks = [(d.subnet.name, len(d.batch)) for n in (1, 4, 16) for d in [decide(_spread([20.5] * n, now))]]
+    assert picks == [("s2", 1), ("s2", 4), ("s0", 16)]
+    # Head 10 ms, seven more at 11.5 ms. The head's slack alone picks s1@4 (8 ms, the top bucket that
+    # fits); at the best rate (1 ms per example) the last of the four left finishes at 12 ms and misses.
+    # s0@4 (4 ms) leaves time for them; so would s2/s1/s0 at batch 1, in a lower bucket of batch 1.
+    queue = _spread([10] + [11.5] * 7, now)
+    d = decide(queue, lookahead=False)
+    assert (d.subnet.name, len(d.batch)) == ("s1", 4)
+    d = decide(queue)
+    assert (d.subnet.name, len(d.batch)) == ("s0", 4)
+    table = [c for c in profile_table(engine, engine.subnets, 8) if c.latency <= 0.010]
+    least = {(c.subnet.name, c.batch) for c in SlackFitPolicy.least_misses(table, queue, now, engine)}
+    assert least == {("s0", 4), ("s0", 1), ("s1", 1), ("s2", 1)}
+    # Overload: 64 requests, 22.5 ms each: the smallest subnet at the largest batch, as fixed-smallest.
+    d = decide(_spread([22.5] * 64, now))
+    assert (d.subnet.name, len(d.batch)) == ("s0", 16)
+    # 200 requests/s: s2's full batches (250/s) would run at 80% utilisation, above the 50% allowed,
+    # so even with a second of slack for everyone the most accurate subnet that can (s1, 40%) serves.
+    fresh, queue = SlackFitPolicy(), _spread([1000] * 20, now)
+    d = fresh.decide(queue, now, engine)
+    assert fresh.arrival_rate() == pytest.approx(200) and d.subnet.name == "s1"
+    assert decide(queue, max_utilisation=1.0).subnet.name == "s2"
+    assert decide(queue, lookahead=False).subnet.name == "s2"
+    # A cold start (everything arrived just now) reads as a high rate, not as an idle server.
+    assert decide([_req(i, now, 1000) for i in range(20)]).subnet.name == "s0"
+    # Batching that pays (s0: 1/2/4 ms at 1/4/16, as on a GPU): a head with 2 ms left would force a
+    # small batch; serving the next 16 at once leaves fewer deadlines missed, so the head is shed.
+    engine.get("s0").latency = {1: 1e-3, 4: 2e-3, 16: 4e-3}
+    queue = _spread([2] + [10] * 47, now)
+    d = decide(queue)
+    assert (d.subnet.name, [r.id for r in d.batch]) == ("s0", list(range(1, 17)))
+    assert [r.id for r, _ in d.shed] == [0] and "serves the queue best" in d.shed[0][1]
+    d = make_policy("slackfit-noshed", engine).decide(queue, now, engine)
+    assert (d.subnet.name, [r.id for r in d.batch], d.shed) == ("s0", list(range(16)), [])
+
+
+def test_latency_profile_is_regularised():
+    # A preempted timing at batch 16 (10.5 ms after 1.67 ms at 8) is capped at two batches of 8;
+    # a faster-than-smaller figure is raised to the smaller one's.
+    profile = {1: 0.38e-3, 8: 1.67e-3, 16: 10.5e-3, 32: 3.0e-3}
+    regularise(profile)
+    assert profile == pytest.approx({1: 0.38e-3, 8: 1.67e-3, 16: 3.34e-3, 32: 3.34e-3})
+
+
 def test_slackfit_sheds_when_nothing_fits(supernet_and_configs):
     engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
     now = 100.0
-    queue = [_req(0, now, 0.5), _req(1, now, 0.9), _req(2, now, 50)]  # s0 alone needs 1 ms
+    queue = _spread([0.5, 0.9, 50], now)  # s0 alone needs 1 ms
     d = SlackFitPolicy().decide(queue, now, engine)
     assert [r.id for r, _ in d.shed] == [0, 1] and "s0 needs 1.0 ms" in d.shed[0][1]
     assert d.subnet.name == "s2" and [r.id for r in d.batch] == [2]

@@ -5,14 +5,18 @@ and per-batch-size latency profiles, the active subnet, the measured switch cost
 returns one ``Decision``: a subnet and the requests it serves in one batch, plus the
 requests it sheds with a reason.
 
-``slackfit`` follows SuperServe's SlackFit (Khare et al., NSDI'25, arXiv 2312.16733, section 4:
-"SlackFit"): a latency-profile table over (subnet, batch size) is split into buckets of equal
-latency width; the slack of the most urgent queued request (earliest deadline) picks the
-highest-latency bucket that still fits it, and within that bucket the choice that serves the
-most queued requests, then the most accurate subnet. Low load leaves large slack and short
-queues, so the most accurate subnet serves small batches; a backlog eats the slack and moves
-the choice to buckets where only smaller subnets at larger batches fit. A request that no choice
-fits is shed.
+``slackfit`` is our reading of SuperServe's SlackFit (Khare et al., NSDI'25, arXiv 2312.16733).
+Only the paper's abstract and the opening of its introduction were reachable to us (arXiv HTML
+v1, the NSDI'25 programme page); they name SlackFit "a fine-grained, reactive scheduling
+policy" made possible by near-instant subnet actuation, and no public code of SuperServe or
+SubNetAct exists that we could find. The rule here is therefore ours, from that description:
+a latency-profile table over (subnet, batch size) is split into buckets of equal latency width;
+the slack of the most urgent queued request (earliest deadline) picks the highest-latency bucket
+that still fits it, and within that bucket the choice that serves the most queued requests,
+then the most accurate subnet. A request that no choice fits is shed. Added by us (switch off
+with ``lookahead=False``): only choices after which the rest of the queue, drained at the best
+per-example rate, misses the fewest deadlines are considered, so a backlog moves the choice to
+small subnets at large batches and overload serves as fixed-smallest does.
 
 ``max-on-time`` is this project's earlier rule, kept for comparison: over every subnet and every
 EDF prefix of the queue it picks the pair that finishes the most requests by their deadlines,
@@ -21,10 +25,13 @@ then the most accurate subnet.
 
 from __future__ import annotations
 
+import collections
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import SkipswitchError
@@ -44,8 +51,8 @@ class Request:
     done: Callable[[Any], None] | None = None  # called with a Result or an exception
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def size(self) -> int:
+    @functools.cached_property
+    def size(self) -> int:  # read many times per scheduling decision
         return int(self.x.shape[0])
 
 
@@ -210,25 +217,64 @@ def profile_table(engine: ServingEngine, subnets: Sequence[Subnet], queued: int,
 
 
 class SlackFitPolicy(DeadlinePolicy):
-    """SuperServe's SlackFit (section 4): bucketed latency profile, slack of the most urgent request.
+    """SlackFit: bucketed latency profile, slack of the most urgent request, queue kept feasible.
 
     ``buckets`` equal-width latency buckets span ``(0, slowest choice]``. The chosen bucket is the
     one holding the slowest choice that fits the head's slack (the bucket closest to the slack);
     within it, the most examples served (throughput), then the highest accuracy, then the
     lower latency. Nothing fits: the head is shed (or, with ``shed=False``, served by the fastest
-    choice)."""
+    choice).
+
+    ``lookahead`` (on by default; our addition, see the module docstring): before the bucket
+    rule, keep only the choices after which the rest of the queue, drained at the best
+    per-example rate the profile offers, misses the fewest deadlines. A backlog thus moves the
+    pick to smaller subnets at larger batches (on a CPU, where a batch costs about linearly in
+    its size, the head's slack alone would spend the backlog's time on one accurate batch), and
+    under overload SlackFit serves as fixed-smallest does, shedding what no choice can save."""
 
     name = "slackfit"
 
-    def __init__(self, shed: bool = True, buckets: int = 10):
+    def __init__(self, shed: bool = True, buckets: int = 10, lookahead: bool = True, rate_window: float = 0.1,
+                 max_utilisation: float = 0.5):
         if buckets < 1:
             raise SkipswitchError(f"SlackFit needs at least one latency bucket, got {buckets}")
         super().__init__(shed)
         self.buckets = buckets
+        self.lookahead = lookahead
+        self.rate_window = rate_window
+        self.max_utilisation = max_utilisation
+        self._now = 0.0
+        self._arrived = 0  # examples in self._arrivals
+        self._arrivals: collections.deque[tuple[float, int]] = collections.deque()  # (arrival, examples)
+        self._newest = -1  # the largest request id seen (the scheduler numbers requests in arrival order)
+        self._first: float | None = None  # the first arrival seen: until a window has passed, a shorter one
 
-    def choose(self, table: Sequence[Choice], slack: float) -> Choice | None:
-        """The SlackFit pick from ``table`` for ``slack`` seconds, or None when nothing fits."""
-        fits = [c for c in table if c.latency <= slack]
+    def decide(self, queue: Sequence[Request], now: float, engine: ServingEngine) -> Decision:
+        for r in reversed(queue):  # arrival order: the new requests are at the end
+            if r.id <= self._newest:
+                break
+            self._arrivals.append((r.arrival, r.size))
+            self._arrived += r.size
+            self._first = r.arrival if self._first is None else min(self._first, r.arrival)
+        self._newest = max(self._newest, queue[-1].id)
+        while self._arrivals and self._arrivals[0][0] < now - self.rate_window:
+            self._arrived -= self._arrivals.popleft()[1]
+        self._now = now
+        return super().decide(queue, now, engine)
+
+    def arrival_rate(self) -> float:
+        """Examples per second that arrived over the last ``rate_window`` seconds (over the time
+        since the first arrival while that is shorter, at least 10 ms: a cold start must not
+        read as an idle server)."""
+        if self._first is None:
+            return 0.0
+        window = min(self.rate_window, max(self._now - self._first, 0.01))
+        return self._arrived / window
+
+    def choose(self, table: Sequence[Choice], slack: float, among: Sequence[Choice] | None = None) -> Choice | None:
+        """The SlackFit pick for ``slack`` seconds from ``among`` (default: all of ``table``;
+        buckets always span the whole table), or None when nothing fits."""
+        fits = [c for c in (table if among is None else among) if c.latency <= slack]
         if not fits:
             return None
         width = max(c.latency for c in table) / self.buckets or 1.0
@@ -240,14 +286,65 @@ class SlackFitPolicy(DeadlinePolicy):
                      engine: ServingEngine) -> Decision:
         head = pending[0]
         queued = sum(r.size for r in _take(pending, engine.max_batch))
-        table = profile_table(engine, allowed(engine, head.accuracy_floor), queued, head.size)
+        subnets = allowed(engine, head.accuracy_floor)
+        rate = self.arrival_rate()
+        if self.lookahead:
+            # Only subnets whose full batches keep up with the arrival rate at utilisation <=
+            # ``max_utilisation`` (else the fastest): a slower one grows the backlog by every batch
+            # it serves, whatever the head's slack, and near full utilisation the queueing delay
+            # (and a shared CPU's noise around the profile) eats the deadlines.
+            capacity = lambda s: engine.max_batch / max(s.latency_for(engine.max_batch), 1e-9)  # noqa: E731
+            subnets = ([s for s in subnets if capacity(s) * self.max_utilisation >= rate]
+                       or [max(subnets, key=capacity)])
+        table = profile_table(engine, subnets, queued, head.size)
         slack = math.inf if head.deadline is None else head.deadline - now
-        # Nothing fits only without shedding (a head that the fastest row cannot finish was shed).
-        pick = self.choose(table, slack) or min(table, key=lambda c: c.latency)
+        among = self.least_misses(table, pending, now, engine, rate) if self.lookahead and len(pending) > 1 else None
+        # Nothing fits only without shedding (a head that the fastest row cannot finish was
+        # shed) or when the lookahead finds that serving the head costs more deadlines than it saves.
+        pick = self.choose(table, slack, among)
+        if pick is None and among:
+            # Under overload: the highest-throughput choice among those that serve the queue best;
+            # the requests it cannot finish in time are shed (or, without shedding, served late).
+            pick = max(among, key=lambda c: (c.batch / max(c.latency, 1e-9), c.subnet.accuracy))
+            finish = now + pick.latency
+            late = [r for r in pending if r.deadline is not None and r.deadline < finish]
+            if self.shed and len(late) < len(pending):
+                shed = shed + [(r, f"shed: {max(0.0, r.deadline - now) * 1e3:.1f} ms left before the deadline; "
+                                   f"the batch that serves the queue best ({pick.subnet.name} x {pick.batch}) "
+                                   f"needs {pick.latency * 1e3:.1f} ms") for r in late]
+                pending = pending[len(late):]
+        pick = pick or min(table, key=lambda c: c.latency)
         # EDF order: every request after the head has at least its slack. Requests whose
         # floor the pick undercuts stay queued.
         eligible = [r for r in pending if r.accuracy_floor is None or pick.subnet.accuracy >= r.accuracy_floor - 1e-12]
         return Decision(pick.subnet, _take(eligible, pick.batch), shed)
+
+    @staticmethod
+    def least_misses(table: Sequence[Choice], pending: Sequence[Request], now: float,
+                     engine: ServingEngine, rate: float = 0.0) -> list[Choice]:
+        """The choices after which the fewest queued requests (EDF order) miss their deadlines.
+        A choice finishing at ``t`` misses the requests due before ``t`` (they are skipped),
+        serves the next ones up to its batch, and the rest of the queue then drains at the
+        lowest per-example latency of the profile (a fluid estimate: optimistic, and the same
+        for every choice, so a choice that serves fewer examples in more time never looks
+        better), slowed by the share of that rate that new arrivals (``rate`` examples/s) take.
+        Looks at the first ``4 * max_batch`` requests: one decision cannot move the later ones much."""
+        pending = pending[: 4 * engine.max_batch]
+        deadlines = np.array([math.inf if r.deadline is None else r.deadline for r in pending])
+        examples = np.concatenate([[0], np.cumsum([r.size for r in pending])])  # examples before request k
+        per_example = min((t / b for s in engine.subnets for b, t in s.latency.items()), default=0.0)
+        busy = rate * per_example  # the fraction of the best rate that arrivals take
+        per_example = per_example / (1 - busy) if busy < 1 else math.inf
+        finish = now + np.array([c.latency for c in table])
+        skipped = np.searchsorted(deadlines, finish, side="left")  # due before the batch ends (EDF: a prefix)
+        end = np.searchsorted(examples, examples[skipped] + np.array([c.batch for c in table]), side="right") - 1
+        end = np.minimum(np.maximum(end, skipped + 1), len(pending))  # requests [skipped, end) are the batch
+        after = np.arange(len(pending))[None, :] >= end[:, None]
+        behind = examples[None, 1:] - examples[end][:, None]
+        with np.errstate(invalid="ignore"):  # 0 * inf: a request of the batch itself
+            done = finish[:, None] + np.where(after, behind * per_example, 0.0)
+        misses = skipped + (after & (deadlines[None, :] < done)).sum(axis=1)
+        return [c for c, m in zip(table, misses) if m == misses.min()]
 
 
 _POLICIES: dict[str, Callable[[ServingEngine], Policy]] = {
