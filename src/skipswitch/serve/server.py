@@ -117,7 +117,7 @@ def _tensor(array: Any, what: str) -> torch.Tensor:
         raise SkipswitchError(f"{what} must be a (nested) list of numbers of one rectangular shape") from None
     if array.size == 0:
         raise SkipswitchError(f"{what} holds no examples")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_numpy(np.require(array, requirements=["C", "W"]))  # a read-only body buffer is copied
 
 
 def _npy_array(body: bytes) -> np.ndarray:
