@@ -35,8 +35,8 @@ class ServeJob(JobConfig):
     inference: Literal["auto", "process", "thread"] = Field(
         "auto", description="Run forward passes in a child process (process), so the HTTP loop never waits behind "
                             "them for the GIL, or in a thread of the server process (thread; always with cuda). auto: "
-                            "process on a machine of 4 or more CPUs (the child needs a core of its own; on 2 shared "
-                            "cores it measured worse, docs/results/reliability.md), else thread.")
+                            "process on a machine of 2 or more CPUs (the child needs a core of its own; on 2 idle "
+                            "cores it served more at overload than the thread, docs/results/reliability.md), else thread.")
 
 
 class ServeResult(JobResult):
@@ -102,7 +102,7 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
         engine = ServingEngine.from_checkpoint(job.checkpoint, job.pareto, mode=job.mode, device=job.device,
                                                batch_sizes=sizes, **({"work_dir": work_dir} if temporal else {}))
         # forked before the socket and the event loop exist; the stack stops it before the directory goes
-        process = job.inference == "process" or (job.inference == "auto" and (os.cpu_count() or 1) >= 4)
+        process = job.inference == "process" or (job.inference == "auto" and (os.cpu_count() or 1) >= 2)
         if process and engine.device.type == "cpu":
             stack.enter_context(inference_process(engine))
         app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue,
