@@ -29,11 +29,12 @@ STRAGGLER_MARGIN_S = 0.5
 # The in-process grid runs several clients as threads: the first ones must not load the
 # dataset and partition concurrently (lru_cache does not serialise the first computation).
 _DATA_LOCK = threading.Lock()
-# Nor train concurrently: code compiled on first use inside torch could still meet CPython 3.11's
-# concurrent-compile SystemError (the grid imports our own modules before its threads start, see
-# simulate._import_before_threads). torch's intra-op threads use the cores anyway, and stragglers
-# sleep outside the lock, so deadlines behave as before.
-_TRAIN_LOCK = threading.Lock()
+# Nor handle a message concurrently: code compiled on first use (inside torch, or Flower's records)
+# could still meet CPython 3.11's concurrent-compile SystemError (the grid imports our own modules
+# before its threads start, see simulate._import_before_threads; a fresh-clone CI run still hit it
+# outside the training). torch's intra-op threads use the cores anyway, and stragglers sleep outside
+# the lock, so deadlines behave as before. Re-entrant: handle_train holds it around local_train.
+_TRAIN_LOCK = threading.RLock()
 
 
 class InjectedFault(RuntimeError):
@@ -195,22 +196,24 @@ def handle_train(message, context):
     """The ClientApp's train handler (plain function, so tests can call it without Flower's runtime)."""
     from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-    task = ClientTask.from_record(message.content["config"])
-    partition_id = int(context.node_config["partition-id"])
-    if task.fault == FAULT_CRASH:
-        raise InjectedFault(f"client {partition_id}: injected crash in round {task.server_round}")
-    tensors = message.content["arrays"].to_torch_state_dict()
-    trained, metrics = local_train(tensors, task, partition_id)
+    with _TRAIN_LOCK:
+        task = ClientTask.from_record(message.content["config"])
+        partition_id = int(context.node_config["partition-id"])
+        if task.fault == FAULT_CRASH:
+            raise InjectedFault(f"client {partition_id}: injected crash in round {task.server_round}")
+        tensors = message.content["arrays"].to_torch_state_dict()
+        trained, metrics = local_train(tensors, task, partition_id)
     if task.fault == FAULT_TIMEOUT:
         # Answer only after the server stopped waiting: a straggler, not a crash.
         time.sleep(max(0.0, task.deadline - time.time()) + STRAGGLER_MARGIN_S)
-    content = RecordDict({
-        "arrays": ArrayRecord(trained),
-        "metrics": MetricRecord(metrics),
-        "subnet": ConfigRecord({"partition-id": partition_id, "subnet": json.dumps(task.subnet),
-                                "server-round": task.server_round}),
-    })
-    return Message(content, reply_to=message)
+    with _TRAIN_LOCK:
+        content = RecordDict({
+            "arrays": ArrayRecord(trained),
+            "metrics": MetricRecord(metrics),
+            "subnet": ConfigRecord({"partition-id": partition_id, "subnet": json.dumps(task.subnet),
+                                    "server-round": task.server_round}),
+        })
+        return Message(content, reply_to=message)
 
 
 def handle_query(message, context):
