@@ -43,9 +43,9 @@ Numbers = TypeAliasType("Numbers", Union[StrictFloat, StrictInt, list["Numbers"]
 class Refused(SkipswitchError):
     """A request refused with an HTTP status other than 422 (413 too large, 415 media type)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, reason: str, message: str):
         super().__init__(message)
-        self.status = status
+        self.status, self.reason = status, reason
 
 
 class PredictOptions(BaseModel):
@@ -140,7 +140,7 @@ def _npy_array(body: bytes) -> np.ndarray:
     count = math.prod(shape)
     declared, held = count * dtype.itemsize, len(body) - f.tell()
     if declared > MAX_BODY_BYTES:
-        raise Refused(413, f".npy header declares shape {shape} of {dtype} ({declared:,} bytes), over the limit of "
+        raise Refused(413, "too_large", f".npy header declares shape {shape} of {dtype} ({declared:,} bytes), over the limit of "
                            f"{MAX_BODY_BYTES:,}")
     if declared != held:
         raise SkipswitchError(f".npy header declares shape {shape} of {dtype} ({declared:,} bytes) but the body holds "
@@ -151,7 +151,7 @@ def _npy_array(body: bytes) -> np.ndarray:
 def parse_predict(body: bytes, content_type: str, query: dict[str, str]) -> tuple[torch.Tensor, dict[str, Any]]:
     """(inputs, options) from a request body; any problem is a one-line SkipswitchError."""
     if len(body) > MAX_BODY_BYTES:
-        raise Refused(413, f"request body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+        raise Refused(413, "too_large", f"request body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
     media = content_type.split(";")[0].strip().lower()
     if media in NPY_TYPES:
         options = _validated(PredictOptions, query)
@@ -160,7 +160,7 @@ def parse_predict(body: bytes, content_type: str, query: dict[str, str]) -> tupl
         options = _validated(PredictRequest, body)
         x = _tensor(options.inputs, "'inputs'")
     else:
-        raise Refused(415, f"unsupported Content-Type {media or '(none)'!r}; send application/json or application/x-npy")
+        raise Refused(415, "media_type", f"unsupported Content-Type {media or '(none)'!r}; send application/json or application/x-npy")
     return x, options.model_dump(include=set(PredictOptions.model_fields))
 
 
@@ -288,7 +288,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
             scheduler.submit(x, done=done, arrival=request.state.arrival, **options)
         except Refused as exc:
             metrics.inc("requests_total", outcome="invalid")
-            return _refusal(metrics, exc.status, "too_large" if exc.status == 413 else "media_type", str(exc))
+            return _refusal(metrics, exc.status, exc.reason, str(exc))
         except SkipswitchError as exc:
             metrics.inc("requests_total", outcome="invalid")
             return _error(422, str(exc))
