@@ -8,7 +8,8 @@ clients), every client every round, E local epochs, HeteroFL/FjORD slice aggrega
 sampled ones (the sandwich rule within the client's capability), with and without client
 in-place distillation. Tuning candidates: the FedAvgM variant with client lr, SuperFedNAS
 largest-subnet weighting, 1 local epoch per round (twice the rounds, the same images) or a
-logit-adjusted client loss changed. A diagnostic: every client may train the largest subnet.
+logit-adjusted client loss changed, or HeteroFL's width-only capability ladder. A diagnostic:
+every client may train the largest subnet.
 
 Centralized: the supernet package's sandwich training (``train_supernet``) on the union of
 the same training data, ``--central-epochs`` epochs.
@@ -79,6 +80,10 @@ CANDIDATES = {
     # The large tier's labels are skewed (seed 0: 10 of its 336 images are 9s), and only it trains the
     # largest subnet's wide channels and deep blocks: each client's loss discounts its own label prior.
     "FedAvgM + KD, 1 local epoch, logit-adjusted": {**TUNED, "local_epochs": 1, "logit_adjustment": 1.0},
+    # HeteroFL's tiers (Diao et al. ICLR 2021): every client trains the full depth, the tiers scale width and
+    # expand ratio, so the deep blocks see every client's data (`profiles.ladder`, kind "width").
+    "FedAvgM + KD, width ladder": {**TUNED, "ladder": "width"},
+    "FedAvgM + KD, 1 local epoch, width ladder": {**TUNED, "local_epochs": 1, "ladder": "width"},
 }
 # Not a competitor: every client gets the largest subnet (no capability limits), to measure what the
 # tiers cost; its profiles file is written into the work folder.
@@ -236,8 +241,9 @@ def write_report(path: Path, rows: list[dict], central: list[dict], args, comman
         " round: clients are stateless Flower apps and may train another subnet next round; momentum across rounds is"
         " the server's, FedAvgM/FedAdam), wd 1e-4; engine `local` (the same ServerApp/ClientApp in one process).",
         "- Subnets: default capability tiers cycled over the clients (small = the smallest subnet, medium, large ="
-        " the largest: clients 2, 5, 8). *fixed*: a client trains its largest allowed subnet. *sampled*: the sandwich"
-        " rule within its capability every step (its largest allowed subnet on the labels, the smallest and 2 subnets"
+        " the largest: clients 2, 5, 8); *width ladder* (HeteroFL): the tiers are full-depth subnets at widths and"
+        " expand ratios 0.5 / 0.75 / 1.0 instead. *fixed*: a client trains its largest allowed subnet. *sampled*: the"
+        " sandwich rule within its capability every step (its largest allowed subnet on the labels, the smallest and 2 subnets"
         " drawn within its capability afresh each step, loss averaged); *+ KD*: the drawn subnets learn from the largest"
         " allowed subnet's soft outputs (`kl_distillation`, T=1), *no KD*: from the labels.",
         "- Server optimizers (`federated/server_opt.py`, Flower's FedAvgM/FedAdam math applied per element of the"
@@ -324,7 +330,10 @@ def main() -> None:
                  if name in args.variants]
     for r in rows + central:
         print(json.dumps({k: v for k, v in r.items() if k != "curve"}))
-    plot(args.out.with_suffix(".png"), rows, central, list(dict.fromkeys([*VARIANTS, best, DIAGNOSTIC])), args)
+    # The full grid plots the variants, the chosen one and the diagnostic; a --variants subset all it ran.
+    full_grid = set(args.variants) == {*VARIANTS, *CANDIDATES, DIAGNOSTIC}
+    plot(args.out.with_suffix(".png"), rows, central,
+         list(dict.fromkeys([*VARIANTS, best, DIAGNOSTIC] if full_grid else args.variants)), args)
     # Runs are cached: the benchmark's wall time is the sum of its runs' (plus start-up and scoring).
     write_report(args.out, rows, central, args, command, skew, sum(r["seconds"] for r in rows + central),
                  [r["load"][0] for r in rows + central], best)

@@ -10,7 +10,8 @@ from skipswitch.errors import SkipswitchError
 from skipswitch.federated.aggregate import SliceUpdate, aggregate_slices, slice_state
 from skipswitch.federated.config import fed_config
 from skipswitch.federated.partition import label_histogram, partition_indices
-from skipswitch.federated.profiles import ClientProfile, ProfileSet, assign_subnet, cost_of, ladder, load_profiles
+from skipswitch.federated.profiles import (ClientProfile, ProfileSet, assign_subnet, cost_of, fits_profile, ladder,
+                                          load_profiles)
 from skipswitch.federated.task import TASK_KEY, ClientTask
 
 pytest.importorskip("flwr")
@@ -235,6 +236,44 @@ def test_client_sandwich_trains_subnets_within_its_capability():
     assert step_subnets(space, space.smallest(), task(client_subnets="sampled"), gen) == []
 
 
+def test_width_ladder_gives_every_tier_the_full_depth_and_sampled_subnets_fit_the_budget():
+    from types import SimpleNamespace
+
+    from skipswitch.federated.client import sample_within, step_subnets
+    from skipswitch.federated.profiles import default_profiles
+    from skipswitch.federated.simulate import build_strategy
+
+    def contains(big, small):
+        return (all(s <= b for s, b in zip(small.depths, big.depths)) and all(
+            s <= b for s, b in zip(small.widths, big.widths)) and all(
+            e <= t for stage, top in zip(small.expands, big.expands) for e, t in zip(stage, top)))
+
+    space = _space()
+    chain = ladder(space, "width")
+    assert len(chain) == 1 + 2 * (len(space.width_choices) - 1) and chain[-1] == space.largest()
+    assert all(c.depths == space.largest().depths for c in chain), "HeteroFL: every tier has the full depth"
+    assert all(contains(big, small) and big != small for small, big in zip(chain, chain[1:])), "nested, growing"
+    tiers = default_profiles(space, 32, kind="width").profiles
+    caps = [assign_subnet(space, p, 32, kind="width") for p in tiers]
+    assert caps == [chain[0], chain[len(chain) // 2], chain[-1]]
+    assert ladder(space)[0] == space.smallest() != chain[0]  # the default ladder's small tier is the smallest subnet
+    gen = torch.Generator().manual_seed(0)
+    for profile, cap in zip(tiers, caps):
+        task = SimpleNamespace(client_subnets="sampled", random_subnets=2)
+        drawn = [c for _ in range(30) for c in step_subnets(space, cap, task, gen)] + [
+            sample_within(space, cap, gen) for _ in range(30)]
+        assert space.smallest() in drawn, "the sandwich keeps training the space's smallest subnet"
+        assert all(fits_profile(cost_of(space, c, 32), profile) and contains(cap, c) for c in drawn)
+    # the server assigns the ladder's tiers; a bad ladder name is a one-line error naming it
+    strategy = build_strategy(fed_config(clients=3, rounds=1, partition="iid", ladder="width", **SMALL), "unused")
+    assert strategy.subnets == caps
+    with pytest.raises(SkipswitchError, match="invalid ladder='depth'"):
+        fed_config(ladder="depth")
+    with pytest.raises(SkipswitchError, match="fits no subnet of the width ladder"):
+        assign_subnet(space, ClientProfile(name="mcu", memory_mb=1e6, mmacs=cost_of(space, space.smallest(), 32).mmacs),
+                      32, kind="width")
+
+
 def test_client_kd_and_sampling_change_the_local_update():
     from skipswitch.federated.client import local_train
     from skipswitch.federated.simulate import build_strategy
@@ -424,6 +463,7 @@ def test_cli_runs_and_rejects_bad_flags(cli, tmp_path):
     assert "round   1: aggregated  2/2 clients" in err and "val acc largest" in out
     for argv, message in [(["--fail-fraction", "0.8", "--timeout-fraction", "0.5"], "fail_fraction + timeout_fraction"),
                           (["--partition", "shards"], "invalid partition='shards'"),
+                          (["--ladder", "depth"], "invalid ladder='depth'"),
                           (["--min-clients", "20"], "min_clients=20 exceeds clients=10"),
                           (["--engine", "spark"], "unknown engine 'spark'")]:
         code, _, err = cli("fed", "run", "--out", tmp_path / "bad", *argv)

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from ..errors import SkipswitchError
 from ..io import utf8_file_unless
 from ..training.config import MAX_EPOCHS, Seed, cosine_lr, validated
+from .profiles import LadderKind
 
 
 class FedConfig(BaseModel):
@@ -35,6 +36,9 @@ class FedConfig(BaseModel):
     space_args: dict[str, Any] = Field(default_factory=dict)
     skip_mode: Literal["long", "short", "none"] = "long"
     profiles: Annotated[Optional[str], AfterValidator(utf8_file_unless())] = Field(None, description="JSON or TOML capability profiles; default: built-in tiers.")
+    ladder: LadderKind = Field("depth-width", description=(
+        "Capability tiers: depth-width (a tier grows depth, expand ratio and width together) or width "
+        "(HeteroFL: every tier has the full depth, tiers scale width and expand ratio)."))
     # -- rounds -----------------------------------------------------------------------------------
     fraction: float = Field(1.0, gt=0, le=1, description="Fraction of clients sampled per round.")
     local_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)

@@ -3,7 +3,9 @@
 A profile states a training-memory budget (MB) and a compute budget (millions of
 multiply-accumulates per forward pass of one image). A client gets the largest subnet
 of a ladder of nested uniform configs (same depth index, expand ratio and width in every
-stage) whose estimated cost fits both budgets. The cost comes from the graph IR (``trace``):
+stage) whose estimated cost fits both budgets. Two ladders: ``depth-width`` grows depth,
+expand ratio and width in turn; ``width`` (HeteroFL) keeps the full depth on every rung and
+grows width and expand ratio only. The cost comes from the graph IR (``trace``):
 
 * compute  = forward MACs of one image;
 * memory   = 4 bytes x (3 x parameters  [weights, gradients, SGD momentum]
@@ -25,7 +27,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,6 +35,7 @@ from ..errors import SkipswitchError
 from ..io import validation_line
 
 BYTES_PER_ELEMENT = 4
+LadderKind = Literal["depth-width", "width"]
 
 
 class ClientProfile(BaseModel):
@@ -95,16 +98,21 @@ class SubnetCost:
         return self.macs / 1e6
 
 
-def ladder(space) -> list:
-    """A chain of nested subnets from the smallest to the largest config of the space.
+def ladder(space, kind: LadderKind = "depth-width") -> list:
+    """A chain of nested subnets ordered by cost; a budget picks a prefix.
 
     Each step raises one elastic dimension (width, then expand ratio, then depth, in turn)
     to its next choice in every stage, so each config contains the previous one and its
-    cost is at least as large: the chain is ordered by cost, and a budget picks a prefix.
+    cost is at least as large. ``depth-width`` starts from the space's smallest config.
+    ``width`` starts at the full depth and raises width and expand ratio only: HeteroFL's tiers
+    (Diao et al., "HeteroFL", ICLR 2021, arXiv 2010.01264) give every client the whole depth at a
+    reduced width, so the deep blocks are trained by every client's data, not only the top tier's.
     """
     steps = {"width": len(space.width_choices), "expand": len(space.expand_choices),
              "depth": max(len(c) for c in space.depth_choices)}
     index = {dim: 0 for dim in steps}
+    if kind == "width":
+        index["depth"] = steps["depth"] - 1
 
     def make():
         depths = [c[min(index["depth"], len(c) - 1)] for c in space.depth_choices]
@@ -135,21 +143,24 @@ def fits_profile(cost: SubnetCost, profile: ClientProfile) -> bool:
     return cost.memory_mb <= profile.memory_mb and cost.mmacs <= profile.mmacs
 
 
-def assign_subnet(space, profile: ClientProfile, batch_size: int, skip_mode: str = "long"):
-    """The largest config of the ``ladder`` that fits ``profile`` (walked from the top, so
+def assign_subnet(space, profile: ClientProfile, batch_size: int, skip_mode: str = "long",
+                  kind: LadderKind = "depth-width"):
+    """The largest config of the ``kind`` ladder that fits ``profile`` (walked from the top, so
     only the configs down to the answer are traced)."""
-    for config in reversed(ladder(space)):
+    chain = ladder(space, kind)
+    for config in reversed(chain):
         if fits_profile(cost_of(space, config, batch_size, skip_mode), profile):
             return config
-    smallest = cost_of(space, space.smallest(), batch_size, skip_mode)
+    smallest = cost_of(space, chain[0], batch_size, skip_mode)
     raise SkipswitchError(
-        f"profile {profile.name!r} (memory_mb={profile.memory_mb:g}, mmacs={profile.mmacs:g}) fits no subnet; "
-        f"the smallest needs memory_mb={smallest.memory_mb:.3f}, mmacs={smallest.mmacs:.3f}")
+        f"profile {profile.name!r} (memory_mb={profile.memory_mb:g}, mmacs={profile.mmacs:g}) fits no subnet of the "
+        f"{kind} ladder; its smallest needs memory_mb={smallest.memory_mb:.3f}, mmacs={smallest.mmacs:.3f}")
 
 
-def default_profiles(space, batch_size: int, skip_mode: str = "long") -> ProfileSet:
-    """Three tiers derived from the space: exactly the smallest subnet, a middle one, the largest."""
-    configs = ladder(space)
+def default_profiles(space, batch_size: int, skip_mode: str = "long", kind: LadderKind = "depth-width") -> ProfileSet:
+    """Three tiers derived from the ``kind`` ladder: its first rung (for ``depth-width`` the space's
+    smallest subnet), its middle one and the largest subnet."""
+    configs = ladder(space, kind)
     picks = {name: cost_of(space, configs[i], batch_size, skip_mode)
              for name, i in (("small", 0), ("medium", len(configs) // 2), ("large", len(configs) - 1))}
     # Budgets a hair above the picked cost, so the tier fits it despite float rounding.

@@ -87,9 +87,10 @@ class SupernetStrategy(Strategy):
         self.on_round = on_round
         self.save_every_round = save_every_round
         profiles = load_profiles(config.profiles) if config.profiles else default_profiles(
-            self.space, config.batch_size, self.skip_mode)
+            self.space, config.batch_size, self.skip_mode, config.ladder)
         self.profiles = profiles.for_clients(config.clients)
-        self.subnets = [assign_subnet(self.space, p, config.batch_size, self.skip_mode) for p in self.profiles]
+        self.subnets = [assign_subnet(self.space, p, config.batch_size, self.skip_mode, config.ladder)
+                        for p in self.profiles]
         self.largest = self.space.largest()
         self.server_optimizer = ServerOptimizer(config.server_optimizer, lr=config.server_lr,
                                                 momentum=config.server_momentum, beta1=config.server_beta1,
