@@ -33,6 +33,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,9 @@ CANDIDATES = {
     "FedAvgM + KD, width ladder": {**TUNED, "ladder": "width"},
     "FedAvgM + KD, 1 local epoch, width ladder": {**TUNED, "local_epochs": 1, "ladder": "width"},
 }
+# A chosen candidate runs every seed with its parent, the setting it changes (default PARENT): the change's
+# effect, seed by seed.
+PARENTS = {"FedAvgM + KD, 1 local epoch, width ladder": "FedAvgM + KD, 1 local epoch"}
 # Not a competitor: every client gets the largest subnet (no capability limits), to measure what the
 # tiers cost; its profiles file is written into the work folder.
 DIAGNOSTIC = "FedAvgM + KD, every client large (diagnostic)"
@@ -258,7 +262,8 @@ def write_report(path: Path, rows: list[dict], central: list[dict], args, comman
         f"- Centralized: `train_supernet` sandwich rule (largest on labels + smallest + 2 random subnets distilled),"
         f" {args.central_epochs} epochs, batch {args.batch_size}, lr {args.lr} cosine, momentum 0.9 (Nesterov), wd 1e-4.",
         f"- Seeds: every variant and candidate ran seed {args.seeds[0]}; the baseline ({BASELINE}), the chosen"
-        f" challenger (if a candidate, with its parent {PARENT}) and the diagnostic ran seeds"
+        f" challenger (if a candidate, with its parent: {PARENT} or the same settings with the depth-width ladder)"
+        " and the diagnostic ran seeds"
         f" {', '.join(map(str, args.seeds))} (the CPU budget did not allow all variants x 3 seeds). The seed sets"
         " the partition, the initial weights and all sampling.",
         "- Accuracy: test split (360 images: one image = 0.28 points), each subnet's BatchNorm recalibrated on"
@@ -306,7 +311,7 @@ def main() -> None:
     args.work = args.work / (f"{args.dataset}-r{args.rounds}-e{args.local_epochs}-b{args.client_batch_size}"
                               f"-c{args.central_epochs}")
     torch.set_num_threads(1)
-    command = "python " + " ".join(sys.argv)
+    command = "python " + shlex.join(sys.argv)
 
     dataset = load_dataset(args.dataset, seed=args.seeds[0])
     parts = partition_indices(dataset.train.labels, args.clients, "dirichlet", args.alpha, args.seeds[0], 8)
@@ -325,7 +330,7 @@ def main() -> None:
         data = load_dataset(args.dataset, seed=seed)
         central.append(run_central(seed, args, data))
         # A chosen candidate's parent variant runs every seed too: the tuning's effect, seed by seed.
-        parent = [PARENT] if best in CANDIDATES else []
+        parent = [PARENTS.get(best, PARENT)] if best in CANDIDATES else []
         rows += [run_fed(name, seed, args, data) for name in dict.fromkeys([BASELINE, best, *parent, DIAGNOSTIC])
                  if name in args.variants]
     for r in rows + central:
