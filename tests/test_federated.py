@@ -502,3 +502,12 @@ def test_deployment_apps_read_the_flower_run_config():
         fed_config_from_run_config({"bogus": 1})
     with pytest.raises(SkipswitchError, match="space-args='{' is not JSON"):
         fed_config_from_run_config({"space-args": "{"})
+
+
+def test_resume_identity_fills_fields_added_since_the_checkpoint():
+    from skipswitch.federated.config import fed_config
+    cfg = fed_config(clients=2, rounds=1)
+    current = json.loads(json.dumps(cfg.run_identity()))
+    older = {k: v for k, v in current.items() if k != "ladder"}  # written before the ladder option existed
+    assert cfg.identity_with_defaults(older) == current
+    assert cfg.identity_with_defaults({**older, "alpha": 123.0}) != current

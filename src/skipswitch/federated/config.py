@@ -114,6 +114,16 @@ class FedConfig(BaseModel):
         """Fields that must match for a resume (everything but how long to run and fault timing)."""
         return self.model_dump(exclude={"rounds", "round_timeout_s", "eval_every"})
 
+    def identity_with_defaults(self, saved: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        """A checkpoint's saved identity with the fields added since it was written filled in at their
+        defaults (a field is only ever added with the earlier behaviour as its default), so that older
+        runs still resume."""
+        if not isinstance(saved, dict):
+            return saved
+        added = {name: json.loads(json.dumps(field.default)) for name, field in type(self).model_fields.items()
+                 if name in self.run_identity() and name not in saved and not field.is_required()}
+        return {**added, **saved}
+
 
 def fed_config(**values) -> FedConfig:
     """Build a FedConfig; a bad value is a one-line SkipswitchError naming it."""

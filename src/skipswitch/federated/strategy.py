@@ -118,7 +118,7 @@ class SupernetStrategy(Strategy):
             return
         supernet, meta = load_supernet(self.checkpoint_path)
         fed = meta.get("federated", {})
-        if fed.get("identity") != json.loads(json.dumps(self.config.run_identity())):
+        if self.config.identity_with_defaults(fed.get("identity")) != json.loads(json.dumps(self.config.run_identity())):
             raise SkipswitchError(f"cannot resume {self.run_dir}: it was started with different federated settings; "
                                   "rerun without --resume or with the same options")
         self.supernet.load_state_dict(supernet.state_dict(), strict=True)
