@@ -78,6 +78,8 @@ def test_every_activated_subnet_equals_its_extracted_subnet(supernet_and_configs
         got = engine.infer(name, x)
         assert torch.allclose(got, expected, atol=ATOL, rtol=0), (mode, name, (got - expected).abs().max())
     assert engine.switches == 6
+    # No autograd graph, even for an input that asks for one (infer runs without a no-grad context).
+    assert not engine.infer("s0", x.clone().requires_grad_()).requires_grad
     # Dynamic batching splits back per request exactly.
     parts = engine.infer_many("s1", [x[:1], x[1:4], x[4:]])
     assert [p.shape[0] for p in parts] == [1, 3, 2]
