@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import signal
 import statistics
 import subprocess
@@ -91,11 +92,11 @@ def switch_latency(ckpt: Path, pareto: Path, runs: int, device: str) -> dict[str
     return out
 
 
-def forward_overhead(ckpt: Path, pareto: Path, rounds: int = 5, pairs: int = 30) -> dict:
+def forward_overhead(ckpt: Path, pareto: Path, rounds: int = 5, pairs: int = 50) -> dict:
     """Per subnet and batch size: in-place switch + forward (``infer`` right after a switch
     away) against the extracted subnet's forward, and the in-place skeleton's bare forward
     (no switch, no engine bookkeeping: what the weight views alone cost). Each round
-    interleaves the three call by call, ``pairs`` times, and keeps the ratios of medians;
+    interleaves the three call by call in a random order, ``pairs`` times, and keeps the ratios of medians;
     the result holds every round (median and spread over rounds). Times are the thread's CPU
     time (``time.thread_time``): on a loaded machine a wall-clock time also counts the slices
     the process waited for a core. Also the in-place resident bytes (its contiguous weight
@@ -105,7 +106,7 @@ def forward_overhead(ckpt: Path, pareto: Path, rounds: int = 5, pairs: int = 30)
     engine = ServingEngine.from_checkpoint(ckpt, pareto, mode="inplace", profile=False)
     supernet = engine.supernet
     extracted = {s.name: supernet.extract(s.config).eval() for s in engine.subnets}
-    clock = time.thread_time
+    clock, order = time.thread_time, random.Random(0)
     rows = {(s.name, b): {"subnet": s.name, "batch": b, "infer": [], "views": [], "extracted_s": []}
             for s in engine.subnets for b in (1, 8)}
     with torch.no_grad():
@@ -115,18 +116,19 @@ def forward_overhead(ckpt: Path, pareto: Path, rounds: int = 5, pairs: int = 30)
                 skeleton = engine.backend.models[subnet.name]
                 for batch in (1, 8):
                     x = torch.randn(batch, *engine.input_shape)
-                    ext, inp, views = [], [], []
+                    times = {"ext": [], "infer": [], "views": []}
+                    calls = {"ext": lambda: extracted[subnet.name](x), "infer": lambda: engine.infer(subnet, x),
+                             "views": lambda: skeleton(x)}
                     for i in range(pairs + 2):
-                        start = clock()
-                        extracted[subnet.name](x)
-                        ext.append(clock() - start)
-                        engine.activate(other)  # every in-place call pays a real switch
-                        start = clock()
-                        engine.infer(subnet, x)
-                        inp.append(clock() - start)
-                        start = clock()
-                        skeleton(x)
-                        views.append(clock() - start)
+                        # A fresh order each time: whichever call follows another forward of the
+                        # same weights finds them in cache, which a fixed order gives one side only.
+                        for key in order.sample(list(calls), len(calls)):
+                            if key == "infer":
+                                engine.activate(other)  # every in-place call pays a real switch
+                            start = clock()
+                            calls[key]()
+                            times[key].append(clock() - start)
+                    ext, inp, views = times["ext"], times["infer"], times["views"]
                     row, e = rows[(subnet.name, batch)], statistics.median(ext[2:])
                     row["extracted_s"].append(e)
                     row["infer"].append(statistics.median(inp[2:]) / e)
@@ -136,7 +138,7 @@ def forward_overhead(ckpt: Path, pareto: Path, rounds: int = 5, pairs: int = 30)
     union = union_bytes([supernet.weight_regions(s.config) for s in engine.subnets])
     return {"rows": list(rows.values()), "rounds": rounds, "pairs": pairs, "load": os.getloadavg(),
             "resident_bytes": engine.resident_bytes(), "union_bytes": union, "bn_stats_bytes": stats,
-            "largest_bytes": max(s.weight_bytes for s in engine.subnets), "clock": "thread_time",
+            "largest_bytes": max(s.weight_bytes for s in engine.subnets), "clock": "thread_time", "order": "random",
             "cache_bytes": engine.backend.cache.bytes, "noncontiguous": engine.backend.to_dict()["noncontiguous_views"],
             "cached": {name: len(entries) for name, entries in engine.backend.cache.entries.items()}}
 
@@ -501,7 +503,8 @@ def render(args, results: dict) -> str:
             "",
             "### In-place forward vs the extracted subnet",
             "",
-            f"Per subnet and batch, {o['rounds']} rounds; each round interleaves, call by call, {o['pairs']} times: the "
+            f"Per subnet and batch, {o['rounds']} rounds; each round interleaves, call by call"
+            + (" in a fresh random order" if o.get("order") == "random" else "") + f", {o['pairs']} times: the "
             "extracted subnet's forward, a switch away (untimed), `infer` (switch back + forward), and the in-place "
             "skeleton's bare forward (its weight views and cached contiguous copies, no switch or engine bookkeeping). "
             + ("Times: the thread's CPU time (`time.thread_time`), so slices spent waiting for a core on the loaded "
