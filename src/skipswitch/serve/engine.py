@@ -1,8 +1,9 @@
 """The serving engine: one supernet checkpoint, a Pareto set of subnets, four ways to switch.
 
 * ``inplace`` (SuperServe's SubNetAct): the supernet stays resident; a switch only points the
-  forward at another subnet's slices (views of the shared weights) and its precomputed
-  BatchNorm statistics. Nothing is copied and nothing is recalibrated.
+  forward at another subnet's slices (views of the shared weights, a few small ones as
+  contiguous copies made at start-up) and its precomputed BatchNorm statistics. Nothing is
+  copied at a switch (unless a copied weight's source was written since) and nothing is recalibrated.
 * ``temporal`` (baseline): every subnet is extracted to its own checkpoint on disk at start-up;
   a switch loads that checkpoint, so only the active subnet is resident.
 * ``spatial`` (baseline): every subnet is extracted and kept in memory; a switch is a lookup.
