@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 
@@ -11,7 +12,7 @@ import torch
 
 from skipswitch.errors import SkipswitchError
 from skipswitch.serve import ServingEngine
-from skipswitch.serve.engine import regularise, union_bytes
+from skipswitch.serve.engine import InPlaceBackend, regularise, union_bytes
 from skipswitch.serve.metrics import Metrics, parse_prometheus
 from skipswitch.serve.policy import FixedPolicy, MaxOnTimePolicy, Request, SlackFitPolicy, make_policy, profile_table
 from skipswitch.serve.scheduler import QueueFull, Result, Scheduler
@@ -77,6 +78,8 @@ def test_every_activated_subnet_equals_its_extracted_subnet(supernet_and_configs
         got = engine.infer(name, x)
         assert torch.allclose(got, expected, atol=ATOL, rtol=0), (mode, name, (got - expected).abs().max())
     assert engine.switches == 6
+    # No autograd graph, even for an input that asks for one (infer runs without a no-grad context).
+    assert not engine.infer("s0", x.clone().requires_grad_()).requires_grad
     # Dynamic batching splits back per request exactly.
     parts = engine.infer_many("s1", [x[:1], x[1:4], x[4:]])
     assert [p.shape[0] for p in parts] == [1, 3, 2]
@@ -118,14 +121,18 @@ def test_resident_memory_of_each_mode(supernet_and_configs):
     # largest subnet is in the set) plus the stored per-subnet BN statistics.
     full = sum(t.numel() * 4 for k, t in supernet.state_dict().items() if not k.endswith("num_batches_tracked"))
     stats = sum(t.numel() * 4 for c in configs[:2] for t in supernet.bn_stats[c.key()].values())
-    assert engines["inplace"].resident_bytes() == full + stats
+    # ... and the contiguous copies of non-contiguous views that fit 5% of that.
+    cached = engines["inplace"].backend.cache.bytes
+    assert 0 < cached <= 0.05 * (full + stats)
+    assert engines["inplace"].resident_bytes() == full + stats + cached
     small = ServingEngine(supernet, [(configs[0], 0.5), (configs[1], 0.6)], profile=False)
     assert small.resident_bytes() < full
-    # Each subnet's skeleton holds views of the trimmed tensors, never copies.
+    # Each subnet's skeleton holds views of the trimmed tensors or the cache's copies, nothing else.
     trimmed = {t.untyped_storage().data_ptr() for t in small.backend.supernet.state_dict().values()}
     stored = {t.untyped_storage().data_ptr() for st in small.backend.supernet.bn_stats.values() for t in st.values()}
+    copies = {e[1].untyped_storage().data_ptr() for es in small.backend.cache.entries.values() for e in es}
     for model in small.backend.models.values():
-        assert all(t.untyped_storage().data_ptr() in trimmed | stored
+        assert all(t.untyped_storage().data_ptr() in trimmed | stored | copies
                    for k, t in model.state_dict().items() if not k.endswith("num_batches_tracked"))
     # The union of the served regions: the largest subnet's when it contains the others,
     # and never more than the sum.
@@ -139,6 +146,28 @@ def test_resident_memory_of_each_mode(supernet_and_configs):
     budget.bytes_copied = 0
     engines["budget"].activate("s0")
     assert budget.bytes_copied == sizes[0] - shared_all
+
+
+def test_contiguous_cache_serves_current_weights(supernet_and_configs):
+    supernet, configs = supernet_and_configs
+    engine = _engine(supernet_and_configs, profile=False)
+    backend = engine.backend = InPlaceBackend(engine.supernet, engine.subnets, engine.device, cache_fraction=1.0)
+    # With room for all of them, no non-contiguous view is left, and views equal in elements share a copy.
+    assert backend.cache.bytes > 0 and backend.to_dict()["noncontiguous_views"] == {"s0": 0, "s1": 0, "s2": 0}
+    assert all(p.is_contiguous() for m in backend.models.values() for p in m.parameters())
+    copies = {id(e[1]): e[1] for es in backend.cache.entries.values() for e in es}
+    assert backend.cache.bytes == sum(t.numel() * 4 for t in copies.values())
+    assert len(copies) < sum(map(len, backend.cache.entries.values()))
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    reference = copy.deepcopy(supernet)
+    for step in range(2):  # before and after an in-place write to the served weights
+        for name in ["s1", "s0", "s2", "s1", "s0"]:
+            expected = reference.extract(engine.get(name).config).eval()(x)
+            assert torch.allclose(engine.infer(name, x), expected, atol=ATOL, rtol=0), (step, name)
+        with torch.no_grad():  # as load_state_dict or an optimiser step would: the cached copies go stale
+            for model in (engine.backend.supernet, reference):
+                for param in model.parameters():
+                    param.mul_(0.5).add_(0.1)
 
 
 def test_checkpoint_round_trip_and_pareto_file(supernet_and_configs, tmp_path):
