@@ -10,8 +10,8 @@ process's CPU (utime + stime from /proc/<pid>/stat, its inference child apart) i
 
 CPU per served and per refused request solve CPU = served x a + refused x b over the two bursts.
 
-Then `skipswitch loadgen` at two rates: its marginal CPU per request = the difference of its CPU time
-over the difference of requests sent (process start-up and dataset loading cancel out).
+Then `skipswitch loadgen` at two rates: its marginal CPU per request = the difference of the CPU time its
+run_load took over the difference of requests sent (per-run costs, such as encoding the requests, cancel out).
 
     PYTHONPATH=src python benchmarks/refusal_cost.py [--src other/src]   # --src: measure another tree's code
 """
@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -66,13 +65,32 @@ def burst(pid: int, port: int, raw: bytes, clients: int, seconds: float) -> dict
     return {"clients": clients, "counts": counts, "server_cpu_s": cpu_s(pid) - before, "loadavg": load}
 
 
+# `skipswitch loadgen` with run_load timed in CPU seconds: start-up (imports, the data set) left out.
+TIMED_LOADGEN = """
+import sys, time
+import skipswitch.serve.loadgen as lg
+run_load = lg.run_load
+async def timed(*args, **kwargs):
+    start = time.process_time()
+    try:
+        return await run_load(*args, **kwargs)
+    finally:
+        print("run_load CPU s", time.process_time() - start, file=sys.stderr)
+lg.run_load = timed
+from skipswitch.cli import main
+sys.argv[0] = "skipswitch"
+main()
+"""
+
+
 def loadgen_cpu(src: Path, url: str, rate: float, seconds: float, floor: float, dataset: str, out: Path) -> tuple[float, int]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-m", "skipswitch.cli", "loadgen", "--url", url, "--rate", str(rate), "--duration",
-                    str(seconds), "--deadline-ms", "100", "--accuracy-floor", f"{floor:.6f}", "--dataset", dataset,
-                    "--out", str(out)], env={**os.environ, "PYTHONPATH": str(src)}, check=True, capture_output=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), json.loads(out.read_text())["sent"]
+    """(CPU seconds of the generator's run_load, requests it sent)."""
+    done = subprocess.run([sys.executable, "-c", TIMED_LOADGEN, "loadgen", "--url", url, "--rate", str(rate), "--duration",
+                           str(seconds), "--deadline-ms", "100", "--accuracy-floor", f"{floor:.6f}", "--dataset", dataset,
+                           "--out", str(out)], env={**os.environ, "PYTHONPATH": str(src)}, check=True, capture_output=True,
+                          text=True)
+    cpu = float(done.stderr.split("run_load CPU s")[-1].split()[0])
+    return cpu, json.loads(out.read_text())["sent"]
 
 
 def main() -> None:
@@ -81,7 +99,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="Seconds per closed-loop burst.")
     parser.add_argument("--clients", type=int, default=64, help="Clients of the overload burst.")
     parser.add_argument("--queue", type=int, default=WORKLOADS["engine"][2])
-    parser.add_argument("--loadgen-rates", default="500,2500", help="Two rates for the generator's marginal CPU ('' skips).")
+    parser.add_argument("--loadgen-rates", default="200,3000", help="Two rates for the generator's marginal CPU ('' skips).")
+    parser.add_argument("--loadgen-src", type=Path, action="append", help="Source tree(s) of the load generator, "
+                        "measured in turn against the same server [default: --src].")
+    parser.add_argument("--skip-bursts", action="store_true", help="Measure the load generator only.")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-overload")
     args = parser.parse_args()
     sys.path.insert(0, str(args.src))
@@ -107,19 +128,22 @@ def main() -> None:
                            "accuracy_floor": floor}).encode()
         raw = (f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-        import numpy as np
+        result = {"src": str(args.src), "loadgen": []}
+        if not args.skip_bursts:
+            import numpy as np
 
-        bursts = [burst(server.pid, port, raw, clients, args.seconds) for clients in (args.queue, args.clients)]
-        mix = [[b["counts"].get(200, 0), sum(n for s, n in b["counts"].items() if s != 200)] for b in bursts]
-        served_cpu, refusal_cpu = np.linalg.solve(np.array(mix, float), [b["server_cpu_s"] for b in bursts])
-        result = {"src": str(args.src), "bursts": bursts, "server_cpu_ms_per_served": served_cpu * 1e3,
-                  "server_cpu_ms_per_refused": refusal_cpu * 1e3}
-        if args.loadgen_rates:
-            (r1, r2), secs = [float(r) for r in args.loadgen_rates.split(",")], 6.0
-            (c1, n1), (c2, n2) = (loadgen_cpu(args.src, url, r, secs, floor, dataset, args.work / f"refusal-lg-{r:g}.json")
-                                  for r in (r1, r2))
-            result["loadgen"] = {"rates": [r1, r2], "sent": [n1, n2], "cpu_s": [c1, c2],
-                                 "cpu_ms_per_request": (c2 - c1) / max(1, n2 - n1) * 1e3, "loadavg": os.getloadavg()[0]}
+            bursts = [burst(server.pid, port, raw, clients, args.seconds) for clients in (args.queue, args.clients)]
+            mix = [[b["counts"].get(200, 0), sum(n for s, n in b["counts"].items() if s != 200)] for b in bursts]
+            served_cpu, refusal_cpu = np.linalg.solve(np.array(mix, float), [b["server_cpu_s"] for b in bursts])
+            result.update(bursts=bursts, server_cpu_ms_per_served=served_cpu * 1e3,
+                          server_cpu_ms_per_refused=refusal_cpu * 1e3)
+        rates, secs = [float(r) for r in args.loadgen_rates.split(",") if r], 8.0
+        for src in (args.loadgen_src or [args.src]) if rates else []:
+            (c1, n1), (c2, n2) = (loadgen_cpu(src, url, r, secs, floor, dataset, args.work / f"refusal-lg-{r:g}.json")
+                                  for r in rates)
+            result["loadgen"].append({"src": str(src), "rates": rates, "sent": [n1, n2], "cpu_s": [c1, c2],
+                                      "cpu_ms_per_request": (c2 - c1) / max(1, n2 - n1) * 1e3,
+                                      "loadavg": os.getloadavg()[0]})
         print(json.dumps(result))
     finally:
         server.terminate()
