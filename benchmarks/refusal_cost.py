@@ -5,7 +5,7 @@ CPU time, not wall-clock throughput, so that the figures stay usable on a machin
 a closed loop of keep-alive clients sends back to back for a few seconds while the server's event-loop
 process's CPU (utime + stime from /proc/<pid>/stat, its inference child apart) is read before and after:
 
-* as many clients as the queue holds: most requests are served, in batches;
+* as many clients as the queue bound: most requests are served, in batches;
 * many clients: most are refused 503 queue_full before their body is read;
 
 CPU per served and per refused request solve CPU = served x a + refused x b over the two bursts.
@@ -98,14 +98,14 @@ def main() -> None:
     parser.add_argument("--src", type=Path, default=ROOT / "src", help="Source tree whose server and load generator run.")
     parser.add_argument("--seconds", type=float, default=8.0, help="Seconds per closed-loop burst.")
     parser.add_argument("--clients", type=int, default=64, help="Clients of the overload burst.")
-    parser.add_argument("--queue", type=int, default=WORKLOADS["engine"][2])
+    parser.add_argument("--queue", type=int, default=8, help="The server's queue bound; the first burst has this many "
+                        "clients (8: as measured in docs/results/reliability.md).")
     parser.add_argument("--loadgen-rates", default="200,3000", help="Two rates for the generator's marginal CPU ('' skips).")
     parser.add_argument("--loadgen-src", type=Path, action="append", help="Source tree(s) of the load generator, "
                         "measured in turn against the same server [default: --src].")
     parser.add_argument("--skip-bursts", action="store_true", help="Measure the load generator only.")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-overload")
     args = parser.parse_args()
-    sys.path.insert(0, str(args.src))
     from skipswitch.data import load_dataset
     from skipswitch.serve.server import free_loopback_port, wait_until_healthy
 

@@ -166,8 +166,8 @@ def parse_predict(body: bytes, content_type: str, query: dict[str, str]) -> tupl
 
 
 class Intake:
-    """The ASGI front of the app, ahead of FastAPI's own middleware, routing and parsing. It stamps each request's arrival (the
-    deadline clock starts here, not when the handler runs), answers ``/health`` itself (never queued
+    """The ASGI front of the app, ahead of FastAPI's own middleware, routing and parsing. It stamps each
+    request's arrival (the deadline clock starts here, not when the handler runs), answers ``/health`` itself (never queued
     behind inference), checks the bearer token, and reads a predict body only while it stays under
     ``MAX_BODY_BYTES`` (413 from Content-Length before reading, or as soon as a streamed body passes
     it), with at most ``MAX_BUFFERED_BYTES`` of bodies held at once (503 "busy" beyond: many large
