@@ -510,3 +510,36 @@ def test_loadgen_accounts_for_every_request_and_shows_the_servers_reason(engine,
     assert -1 < good.send_lag_p99_ms < 250  # the generator kept to its trace
     assert bad.errors == 3 and "422: unknown subnet 's9'" in next(iter(bad.error_reasons)), bad.error_reasons
     assert "unknown subnet 's9'" in bad.summary()
+
+
+def test_keepalive_pool_resends_once_when_the_server_closed_an_idle_connection():
+    import asyncio
+
+    from skipswitch.serve.loadgen import KeepAlivePool
+
+    async def run():
+        answered = []
+
+        async def one_answer_per_connection(reader, writer):  # then closes, without "Connection: close"
+            if await reader.readuntil(b"\r\n\r\n"):
+                answered.append(1)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+            writer.close()
+
+        async def no_answer(reader, writer):
+            writer.close()
+
+        server = await asyncio.start_server(one_answer_per_connection, "127.0.0.1", 0)
+        mute = await asyncio.start_server(no_answer, "127.0.0.1", 0)
+        pool = KeepAlivePool("127.0.0.1", server.sockets[0].getsockname()[1], size=1)
+        raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        results = [await pool.request(raw) for _ in range(3)]
+        with pytest.raises(ConnectionResetError):  # a fresh connection closed unanswered is an error, not resent
+            await KeepAlivePool("127.0.0.1", mute.sockets[0].getsockname()[1]).request(raw)
+        await pool.close()
+        server.close(), mute.close()
+        return results, len(answered), pool.opened
+
+    results, answered, opened = asyncio.run(run())
+    assert results == [(200, b"ok")] * 3 and answered == 3 and opened == 1

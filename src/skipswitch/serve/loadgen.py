@@ -197,6 +197,8 @@ class KeepAlivePool:
 
     async def _take(self, fresh: bool = False):
         """(connection, whether it was kept alive from an earlier request)."""
+        if self.idle and not fresh:  # the common case, without the lock (nothing else runs until an await)
+            return self.idle.pop(), True
         async with self.freed:
             while not fresh and not self.idle and self.opened >= self.size:
                 await self.freed.wait()
@@ -210,9 +212,10 @@ class KeepAlivePool:
             raise
 
     async def _give(self, conn) -> None:
-        async with self.freed:
-            self.idle.append(conn)
-            self.freed.notify()
+        self.idle.append(conn)
+        if self.opened >= self.size:  # only then can a request be waiting for a connection
+            async with self.freed:
+                self.freed.notify()
 
     async def _drop(self, conn) -> None:
         if conn is not None:
@@ -228,20 +231,21 @@ class KeepAlivePool:
         reader, writer = conn
         try:
             writer.write(raw)
-            status_line = await reader.readline()
-            if not status_line:
-                raise ConnectionResetError("the server closed the connection")
-        except (ConnectionError, asyncio.IncompleteReadError):
+            head = await reader.readuntil(b"\r\n\r\n")  # status line and headers in one read
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
             await self._drop(conn)
-            if reused:
+            if reused and not getattr(exc, "partial", b""):
                 return await self.request(raw, fresh=True)
+            if isinstance(exc, asyncio.IncompleteReadError) and not exc.partial:
+                raise ConnectionResetError("the server closed the connection") from None
             raise
         except BaseException:
             await self._drop(conn)
             raise
         try:
-            status, length, close = int(status_line.split()[1]), 0, False
-            while (line := await reader.readline()) not in (b"\r\n", b""):
+            lines = head.split(b"\r\n")
+            status, length, close = int(lines[0].split()[1]), 0, False
+            for line in lines[1:]:
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
                 if name == b"content-length":
@@ -291,7 +295,8 @@ async def run_load(url: str, arrivals: Sequence[float], inputs: np.ndarray, labe
         sent = time.perf_counter()
         record: dict[str, Any] = {"index": i, "lag_s": sent - due}
         try:
-            record["status"], raw = await asyncio.wait_for(pool.request(raws[i % len(raws)]), timeout)
+            async with asyncio.timeout(timeout):  # unlike wait_for, no second task per request
+                record["status"], raw = await pool.request(raws[i % len(raws)])
             body = json.loads(raw) if raw else {}
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
             record["status"], body = None, {"error": f"{type(exc).__name__}: {exc}"}

@@ -36,15 +36,16 @@ class Metrics:
         self._metrics[name] = Histogram(name, help, labels, namespace=self.prefix, registry=self.registry,
                                         buckets=sorted(buckets))
 
-    def _series(self, name: str, labels: dict[str, str]):
+    def series(self, name: str, **labels: str):
+        """The metric's child for ``labels`` (its ``inc``/``observe``), for a hot path to bind once."""
         metric = self._metrics[name]
         return metric.labels(**labels) if labels else metric
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        self._series(name, labels).inc(amount)
+        self.series(name, **labels).inc(amount)
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        self._series(name, labels).observe(value)
+        self.series(name, **labels).observe(value)
 
     def value(self, name: str, **labels: str) -> float:
         """A counter's current value (0 if never incremented)."""

@@ -16,6 +16,7 @@ import io
 import math
 import time
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -165,8 +166,8 @@ def parse_predict(body: bytes, content_type: str, query: dict[str, str]) -> tupl
 
 
 class Intake:
-    """The ASGI front of the app, ahead of routing and parsing. It stamps each request's arrival (the
-    deadline clock starts here, not when the handler runs), answers ``/health`` itself (never queued
+    """The ASGI front of the app, ahead of FastAPI's own middleware, routing and parsing. It stamps each
+    request's arrival (the deadline clock starts here, not when the handler runs), answers ``/health`` itself (never queued
     behind inference), checks the bearer token, and reads a predict body only while it stays under
     ``MAX_BODY_BYTES`` (413 from Content-Length before reading, or as soon as a streamed body passes
     it), with at most ``MAX_BUFFERED_BYTES`` of bodies held at once (503 "busy" beyond: many large
@@ -182,8 +183,11 @@ class Intake:
     def __init__(self, app, health: Callable[[], dict], scheduler: Scheduler, token: str | None = None):
         self.app, self.health, self.scheduler, self.token = app, health, scheduler, token
         self.metrics = scheduler.metrics
-        # Built once and sent as is: under overload most requests get this answer, so it must cost little.
+        # Built once and sent as is: under overload most requests get this answer, so it must cost little
+        # (its counters are bound once too: a labelled counter's lookup costs as much as the rest of the refusal).
         self.queue_full = _error(503, f"queue full ({scheduler.capacity} requests waiting); retry later", "queue_full")
+        self.rejected = (self.metrics.series("requests_total", outcome="rejected"),
+                         self.metrics.series("refusals_total", status="503", reason="queue_full"))
         self.buffered = 0
         self.tokens, self.refilled = float(scheduler.capacity), time.monotonic()
 
@@ -207,19 +211,18 @@ class Intake:
         arrival = time.monotonic()
         if scope["path"] == "/health":
             return await JSONResponse(self.health())(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.token is not None and not hmac.compare_digest(
-                headers.get("authorization", "").encode(), f"Bearer {self.token}".encode()):
+                dict(scope["headers"]).get(b"authorization", b""), f"Bearer {self.token}".encode()):
             return await _refusal(self.metrics, 401, "unauthorized", "missing or wrong bearer token "
                                   "(Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         if scope["path"] != "/v1/predict" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        if not self.admit(arrival):  # cheap shedding: before the body is read or parsed
-            self.metrics.inc("requests_total", outcome="rejected")
-            self.metrics.inc("refusals_total", status="503", reason="queue_full")
+        if not self.admit(arrival):  # cheap shedding: before the headers are decoded or the body read
+            for counter in self.rejected:
+                counter.inc()
             return await self.queue_full(scope, receive, send)
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
             return await _refusal(self.metrics, 413, "too_large",
                                   f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")(scope, receive, send)
         body = bytearray()
@@ -243,6 +246,16 @@ class Intake:
             self.buffered -= len(body)
         scope.setdefault("state", {}).update(arrival=arrival, body=bytes(body))
         await self.app(scope, receive, send)
+
+
+class ServingApp(FastAPI):
+    """The FastAPI app with ``Intake`` in front of all of it: a refused request or /health then costs none of
+    FastAPI's own middleware (error and exception handlers, body limit, telemetry) nor its routing."""
+
+    intake: Intake
+
+    async def __call__(self, scope, receive, send):
+        await self.intake(scope, receive, send)
 
 
 # The body is read by hand (JSON or .npy) but documented as FastAPI documents a model body.
@@ -270,7 +283,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
         await asyncio.to_thread(scheduler.stop, True, drain_timeout)
 
     docs = {} if api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(title="skipswitch serving", lifespan=lifespan, **docs)
+    app = ServingApp(title="skipswitch serving", lifespan=lifespan, **docs)
     app.state.scheduler = scheduler
     app.state.engine = engine
 
@@ -330,8 +343,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     async def prometheus():
         return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
-    app.add_middleware(Intake, health=health, scheduler=scheduler, token=token)
-
+    app.intake = Intake(partial(FastAPI.__call__, app), health=health, scheduler=scheduler, token=token)
     return app
 
 
