@@ -88,7 +88,8 @@ def train_shared(name: str, seed: int, s: dict, args, work: Path) -> dict:
     run_dir = work / f"{name}-s{seed}-supernet"
     _, run = train_supernet("resnet-cifar", name, config=config, out_dir=run_dir, space_args=s["space_args"],
                             strategy=args.strategy, shrink_epochs=s["shrink_epochs"], n_random=args.n_random,
-                            lr_per_subnet=args.lr_per_subnet, quiet=True, meter=meter)
+                            lr_per_subnet=args.lr_per_subnet, zero_init_residual=args.zero_init_residual,
+                            quiet=True, meter=meter)
     return {"checkpoint": str(run_dir / "supernet.safetensors"), "compute": meter.to_dict(),
             "phases": run.results.get("phases", []), "metrics": run.results["supernet_metrics"],
             "lr": run.history[0]["lr"]}
@@ -166,7 +167,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
         s["supernet_epochs"] = int(args.supernet_epochs or s["epochs"])
     tag = f"{name}{space}-e{s['epochs']}-" + (
         f"sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
-        f"{args.strategy}{s['supernet_epochs']}-r{args.n_random}" + ("-lrxn" if args.lr_per_subnet else ""))
+        f"{args.strategy}{s['supernet_epochs']}-r{args.n_random}" + ("-lrxn" if args.lr_per_subnet else "")
+        + ("-zr" if args.zero_init_residual else ""))
     work = work / tag
     def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
         return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
@@ -268,7 +270,9 @@ def report(results: list[dict], args, command: str) -> str:
            f" (per step the mean over the largest, the smallest and {args.n_random} random subnets of CE, plus KL to"
            " the largest's detached logits for all but the largest; channel sorting every epoch"
            + (f"; learning rate x{args.n_random + 2}, the subnets per step (`lr_per_subnet`): the step a summed loss"
-              " takes at the scratch learning rate" if args.lr_per_subnet else "") + ")") + ".",
+              " takes at the scratch learning rate" if args.lr_per_subnet else "")
+           + ("; every block's last BN scale initialized to 0 (BigNAS, `zero_init_residuals`)"
+              if args.zero_init_residual else "") + ")") + ".",
         f"  NSGA-II (population {args.population}, {args.generations} generations) over validation accuracy (after"
         f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the subnets"
         + "".join(f" ({res['name']}: those picked for `{res['picks_from']}`)" for res in results if res["picks_from"])
@@ -358,6 +362,8 @@ def main() -> None:
     parser.add_argument("--n-random", type=int, default=2, help="random subnets per sandwich step (not ofa)")
     parser.add_argument("--lr-per-subnet", action="store_true",
                         help="multiply the lr by the subnets per step (averaged sandwich losses; not ofa)")
+    parser.add_argument("--zero-init-residual", action="store_true",
+                        help="start every supernet block as its shortcut (last BN scale 0; BigNAS initialization)")
     parser.add_argument("--space-args", type=json.loads, default=None,
                         help='resnet-cifar space arguments as JSON, e.g. \'{"base_width": 8, "max_depth": 2}\'')
     parser.add_argument("--subnets", type=int, default=None, help="Pareto subnets retrained [digits 5, mnist5k 4]")
