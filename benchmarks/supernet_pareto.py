@@ -89,7 +89,7 @@ def train_shared(name: str, seed: int, s: dict, args, work: Path) -> dict:
     _, run = train_supernet("resnet-cifar", name, config=config, out_dir=run_dir, space_args=s["space_args"],
                             strategy=args.strategy, shrink_epochs=s["shrink_epochs"], n_random=args.n_random,
                             lr_per_subnet=args.lr_per_subnet, zero_init_residual=args.zero_init_residual,
-                            quiet=True, meter=meter)
+                            sort_every=args.sort_every, quiet=True, meter=meter)
     return {"checkpoint": str(run_dir / "supernet.safetensors"), "compute": meter.to_dict(),
             "phases": run.results.get("phases", []), "metrics": run.results["supernet_metrics"],
             "lr": run.history[0]["lr"]}
@@ -168,7 +168,7 @@ def run_dataset(name: str, args, work: Path) -> dict:
     tag = f"{name}{space}-e{s['epochs']}-" + (
         f"sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
         f"{args.strategy}{s['supernet_epochs']}-r{args.n_random}" + ("-lrxn" if args.lr_per_subnet else "")
-        + ("-zr" if args.zero_init_residual else ""))
+        + ("-zr" if args.zero_init_residual else "") + (f"-sort{args.sort_every}" if args.sort_every != 1 else ""))
     work = work / tag
     def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
         return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
@@ -268,7 +268,9 @@ def report(results: list[dict], args, command: str) -> str:
            " CE + KL to the teacher's soft targets, as OFA's per-subnet backward passes accumulate; channels sorted"
            " when expand and width open)" if args.strategy == "ofa" else
            f" (per step the mean over the largest, the smallest and {args.n_random} random subnets of CE, plus KL to"
-           " the largest's detached logits for all but the largest; channel sorting every epoch"
+           " the largest's detached logits for all but the largest; "
+           + {0: "no channel sorting", 1: "channel sorting every epoch"}.get(args.sort_every,
+                                                                           f"channel sorting every {args.sort_every} epochs")
            + (f"; learning rate x{args.n_random + 2}, the subnets per step (`lr_per_subnet`): the step a summed loss"
               " takes at the scratch learning rate" if args.lr_per_subnet else "")
            + ("; every block's last BN scale initialized to 0 (BigNAS, `zero_init_residuals`)"
@@ -364,6 +366,8 @@ def main() -> None:
                         help="multiply the lr by the subnets per step (averaged sandwich losses; not ofa)")
     parser.add_argument("--zero-init-residual", action="store_true",
                         help="start every supernet block as its shortcut (last BN scale 0; BigNAS initialization)")
+    parser.add_argument("--sort-every", type=int, default=1,
+                        help="sort channels by importance every N supernet epochs (0: never; not ofa)")
     parser.add_argument("--space-args", type=json.loads, default=None,
                         help='resnet-cifar space arguments as JSON, e.g. \'{"base_width": 8, "max_depth": 2}\'')
     parser.add_argument("--subnets", type=int, default=None, help="Pareto subnets retrained [digits 5, mnist5k 4]")
