@@ -275,10 +275,11 @@ def report(results: list[dict], args, command: str) -> str:
               " takes at the scratch learning rate" if args.lr_per_subnet else "")
            + ("; every block's last BN scale initialized to 0 (BigNAS, `zero_init_residuals`)"
               if args.zero_init_residual else "") + ")") + ".",
-        f"  NSGA-II (population {args.population}, {args.generations} generations) over validation accuracy (after"
-        f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the subnets"
-        + "".join(f" ({res['name']}: those picked for `{res['picks_from']}`)" for res in results if res["picks_from"])
-        + (" (here the subnets were given by name, `--picks`)" if args.picks else "") + ";"
+        ("  The subnets are given by name (`--picks`)" if args.picks else
+         f"  NSGA-II (population {args.population}, {args.generations} generations) over validation accuracy (after"
+         f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the"
+         " subnets" + "".join(f" ({res['name']}: those picked for `{res['picks_from']}`)"
+                              for res in results if res["picks_from"])) + ";"
         " every seed then evaluates them in its own supernet (BN statistics recomputed per subnet over "
         + (f"{args.calibration_batches} training batches of 128" if args.calibration_batches else
            "the whole training split") + ") and trains each from scratch with the same epochs, batch size, learning"
