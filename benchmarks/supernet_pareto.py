@@ -228,9 +228,10 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
     for ax, res in zip(axes[0], results):
-        ev = res["search"].get("evaluated", [])  # none when the subnets were given (--picks)
-        ax.scatter([r["cost"] for r in ev], [100 * r["val_acc"] for r in ev], s=8, c="lightgrey",
-                   label=f"searched subnets (val, seed {min(res['seeds'])})")
+        ev = res["search"].get("evaluated", [])
+        if ev:  # none when the subnets were given by name (--picks)
+            ax.scatter([r["cost"] for r in ev], [100 * r["val_acc"] for r in ev], s=8, c="lightgrey",
+                       label=f"searched subnets (val, seed {min(res['seeds'])})")
         macs = [sub["macs"] / 1e6 for sub in res["subnets"]]
         for key, style, label in (("shared", "o-", "weight-shared (test)"), ("scratch", "x--", "from scratch (test)")):
             acc = np.array([[100 * r["rows"][i][key] for i in range(len(macs))] for r in res["seeds"].values()])
