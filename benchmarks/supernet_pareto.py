@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skipswitch.checkpoint import atomic_write_json, atomic_write_text
+from skipswitch.checkpoint import atomic_write_json, atomic_write_text, load_model
 from skipswitch.data import load_dataset
 from skipswitch.graph import trace
 from skipswitch.io import atomic_write_figure
 from skipswitch.supernet import SubnetConfig, get_space, load_supernet
 from skipswitch.supernet.search import search
 from skipswitch.supernet.train import ComputeMeter, calibration_batches, subnet_accuracy, train_supernet
-from skipswitch.training import TrainConfig, Trainer
+from skipswitch.training import TrainConfig, Trainer, evaluate
 from skipswitch.training.trainer import cross_entropy_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,8 @@ def train_shared(name: str, seed: int, s: dict, args, work: Path) -> dict:
     run_dir = work / f"{name}-s{seed}-supernet"
     _, run = train_supernet("resnet-cifar", name, config=config, out_dir=run_dir, space_args=s["space_args"],
                             strategy=args.strategy, shrink_epochs=s["shrink_epochs"], n_random=args.n_random,
-                            lr_per_subnet=args.lr_per_subnet, quiet=True, meter=meter)
+                            lr_per_subnet=args.lr_per_subnet, zero_init_residual=args.zero_init_residual,
+                            sort_every=args.sort_every, quiet=True, meter=meter)
     return {"checkpoint": str(run_dir / "supernet.safetensors"), "compute": meter.to_dict(),
             "phases": run.results.get("phases", []), "metrics": run.results["supernet_metrics"],
             "lr": run.history[0]["lr"]}
@@ -110,15 +111,27 @@ def train_scratch(name: str, seed: int, s: dict, config_dict: dict, space, out: 
     return {"test_acc": run.test_acc, "val_acc": run.history[-1]["val_acc"], "compute": meter.to_dict()}
 
 
+def _space_args(name: str, s: dict) -> dict:
+    dataset = load_dataset(name)
+    return {"num_classes": dataset.num_classes, "in_channels": dataset.in_channels,
+            "input_size": list(dataset.input_size), **s["space_args"]}
+
+
+def recalibrated_accuracy(path: Path, dataset, calibration: list[torch.Tensor]) -> dict:
+    """Val and test accuracy of a scratch run's model after its BN statistics are recomputed
+    exactly over ``calibration`` (cumulative average, as the shared subnets get them)."""
+    model, _ = load_model(path)
+    torch.optim.swa_utils.update_bn(calibration, model)
+    return {"val_acc": evaluate(model, dataset.val)[1], "test_acc": evaluate(model, dataset.test)[1]}
+
+
 def fitted_epochs(name: str, s: dict, picks: list[dict], n_random: int) -> int:
     """``--supernet-epochs fit``: the most whole sandwich epochs whose expected training MACs
     fit the scratch runs' budget. Per image, the scratch runs cost the picks' MACs times the
     scratch epochs (exact); a supernet epoch costs the largest, the smallest and ``n_random``
     uniformly sampled subnets (their mean over 100 draws of a fixed generator). Both sides
     x3 for forward+backward and x the training images, which cancel."""
-    dataset = load_dataset(name)
-    space = get_space("resnet-cifar", num_classes=dataset.num_classes, in_channels=dataset.in_channels,
-                      input_size=list(dataset.input_size), **s["space_args"])
+    space = get_space("resnet-cifar", **_space_args(name, s))
 
     def macs(config: SubnetConfig) -> int:
         return trace(space.build(config)).to_dict()["macs"]
@@ -141,16 +154,21 @@ def run_dataset(name: str, args, work: Path) -> dict:
     picks_from = next((p for p in args.picks_from or [] if p.startswith(f"{name}-")), None)
     if picks_from:
         found = json.loads((args.work / picks_from / "search.json").read_text())
+    if args.picks:  # the subnets by name, as the report's table prints them
+        elastic = get_space("resnet-cifar", **_space_args(name, s))
+        found = {"picked": [SubnetConfig.from_key(key, elastic).to_dict() for key in args.picks]}
     if args.supernet_epochs == "fit":
-        if not picks_from or args.strategy == "ofa":
-            raise SystemExit("--supernet-epochs fit needs --picks-from (the scratch budget) and a sandwich strategy")
+        if not (picks_from or args.picks) or args.strategy == "ofa":
+            raise SystemExit("--supernet-epochs fit needs --picks or --picks-from (the scratch budget) and a sandwich"
+                             " strategy")
         s["supernet_epochs"] = fitted_epochs(name, s, found["picked"], args.n_random)
         s["supernet_epochs_rule"] = "fit"
     else:
         s["supernet_epochs"] = int(args.supernet_epochs or s["epochs"])
     tag = f"{name}{space}-e{s['epochs']}-" + (
         f"sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
-        f"{args.strategy}{s['supernet_epochs']}-r{args.n_random}" + ("-lrxn" if args.lr_per_subnet else ""))
+        f"{args.strategy}{s['supernet_epochs']}-r{args.n_random}" + ("-lrxn" if args.lr_per_subnet else "")
+        + ("-zr" if args.zero_init_residual else "") + (f"-sort{args.sort_every}" if args.sort_every != 1 else ""))
     work = work / tag
     def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
         return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
@@ -164,20 +182,26 @@ def run_dataset(name: str, args, work: Path) -> dict:
         picked = pick_spread(found["pareto"], s["subnets"])
         return {"evaluated": found["evaluated"], "pareto": found["pareto"], "picked": [p["config"] for p in picked]}
 
-    if not picks_from:
+    if not (picks_from or args.picks):
         found = cached(work / "search.json", run_search)
     scratch_dir = args.work / f"{name}{space}-e{s['epochs']}-scratch"  # scratch runs do not depend on the strategy
     seeds = {}
     for seed in args.seeds:
         supernet, _ = load_supernet(shared(seed)["checkpoint"])
         dataset = load_dataset(name, seed=seed)
-        calibration = calibration_batches(dataset, seed=seed)
+        # --calibration-batches 0: the whole training split (len(train) exceeds its batch count)
+        calibration = calibration_batches(dataset, args.calibration_batches or len(dataset.train), seed=seed)
+        supernet.bn_stats.clear()  # the checkpoint's stored statistics (largest, smallest) used 4 batches
+        supernet.bn_configs.clear()
         rows = []
         for config_dict in found["picked"]:
             cfg = SubnetConfig.from_dict(config_dict, supernet.space)
             run_name = f"s{seed}-{cfg.key().replace('|', ';')}"
             scratch = cached(scratch_dir / f"{run_name}.json",
                              lambda: train_scratch(name, seed, s, config_dict, supernet.space, scratch_dir / run_name))
+            if args.calibrate_scratch:  # the twin's BN statistics computed as the shared subnet's are
+                scratch = {**scratch, **recalibrated_accuracy(scratch_dir / run_name / "model.safetensors",
+                                                              dataset, calibration)}
             rows.append({"shared": subnet_accuracy(supernet, cfg, dataset, "test", calibration),
                          "shared_val": subnet_accuracy(supernet, cfg, dataset, "val", calibration),
                          "scratch": scratch["test_acc"], "scratch_val": scratch.get("val_acc"),
@@ -204,9 +228,10 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
     for ax, res in zip(axes[0], results):
-        ev = res["search"]["evaluated"]
-        ax.scatter([r["cost"] for r in ev], [100 * r["val_acc"] for r in ev], s=8, c="lightgrey",
-                   label=f"searched subnets (val, seed {min(res['seeds'])})")
+        ev = res["search"].get("evaluated", [])
+        if ev:  # none when the subnets were given by name (--picks)
+            ax.scatter([r["cost"] for r in ev], [100 * r["val_acc"] for r in ev], s=8, c="lightgrey",
+                       label=f"searched subnets (val, seed {min(res['seeds'])})")
         macs = [sub["macs"] / 1e6 for sub in res["subnets"]]
         for key, style, label in (("shared", "o-", "weight-shared (test)"), ("scratch", "x--", "from scratch (test)")):
             acc = np.array([[100 * r["rows"][i][key] for i in range(len(macs))] for r in res["seeds"].values()])
@@ -244,15 +269,24 @@ def report(results: list[dict], args, command: str) -> str:
            " CE + KL to the teacher's soft targets, as OFA's per-subnet backward passes accumulate; channels sorted"
            " when expand and width open)" if args.strategy == "ofa" else
            f" (per step the mean over the largest, the smallest and {args.n_random} random subnets of CE, plus KL to"
-           " the largest's detached logits for all but the largest; channel sorting every epoch"
+           " the largest's detached logits for all but the largest; "
+           + {0: "no channel sorting", 1: "channel sorting every epoch"}.get(args.sort_every,
+                                                                           f"channel sorting every {args.sort_every} epochs")
            + (f"; learning rate x{args.n_random + 2}, the subnets per step (`lr_per_subnet`): the step a summed loss"
-              " takes at the scratch learning rate" if args.lr_per_subnet else "") + ")") + ".",
-        f"  NSGA-II (population {args.population}, {args.generations} generations) over validation accuracy (after"
-        f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the subnets"
-        + "".join(f" ({res['name']}: those picked for `{res['picks_from']}`)" for res in results if res["picks_from"])
-        + ";"
-        " every seed then evaluates them in its own supernet (BN recalibrated per subnet) and trains each from scratch"
-        " with the same epochs, batch size, learning rate and seed. Test-split accuracy, mean ± std over seeds"
+              " takes at the scratch learning rate" if args.lr_per_subnet else "")
+           + ("; every block's last BN scale initialized to 0 (BigNAS, `zero_init_residuals`)"
+              if args.zero_init_residual else "") + ")") + ".",
+        ("  The subnets are given by name (`--picks`)" if args.picks else
+         f"  NSGA-II (population {args.population}, {args.generations} generations) over validation accuracy (after"
+         f" per-subnet BN recalibration on 4 training batches) and MACs on seed {args.seeds[0]}'s supernet picks the"
+         " subnets" + "".join(f" ({res['name']}: those picked for `{res['picks_from']}`)"
+                              for res in results if res["picks_from"])) + ";"
+        " every seed then evaluates them in its own supernet (BN statistics recomputed per subnet over "
+        + (f"{args.calibration_batches} training batches of 128" if args.calibration_batches else
+           "the whole training split") + ") and trains each from scratch with the same epochs, batch size, learning"
+        " rate and seed; the scratch twins are evaluated "
+        + ("after the same BN recomputation" if args.calibrate_scratch else
+           "with the running BN statistics of their training") + ". Test-split accuracy, mean ± std over seeds"
         f" {', '.join(map(str, args.seeds))}.",
         "- Compute: multiply-accumulates of training, counted by `ComputeMeter` (`torch.utils.flop_counter` forward"
         " MACs per image of each architecture run, x3 for a trained forward+backward, x1 for the teacher's no-grad"
@@ -311,8 +345,9 @@ def report(results: list[dict], args, command: str) -> str:
             f" runs' sum; the supernet pays for itself from"
             f" {supernet_macs / (scratch_macs / len(res['subnets'])):.1f} scratch runs of these subnets' mean cost.",
             f"- Wall time per seed (shared machine): supernet {supernet_wall:.0f} s vs scratch runs {scratch_wall:.0f} s "
-            f"together; search {res['search']['wall_s']:.0f} s ({len(res['search']['evaluated'])} subnets evaluated, "
-            f"{len(res['search']['pareto'])} on the front).",
+            f"together" + (f"; search {res['search']['wall_s']:.0f} s ({len(res['search']['evaluated'])} subnets"
+                           f" evaluated, {len(res['search']['pareto'])} on the front)" if "wall_s" in res["search"]
+                           else "") + ".",
             "",
         ]
     lines += [f"![Pareto fronts]({args.out.with_suffix('.png').name})", ""]
@@ -331,6 +366,10 @@ def main() -> None:
     parser.add_argument("--n-random", type=int, default=2, help="random subnets per sandwich step (not ofa)")
     parser.add_argument("--lr-per-subnet", action="store_true",
                         help="multiply the lr by the subnets per step (averaged sandwich losses; not ofa)")
+    parser.add_argument("--zero-init-residual", action="store_true",
+                        help="start every supernet block as its shortcut (last BN scale 0; BigNAS initialization)")
+    parser.add_argument("--sort-every", type=int, default=1,
+                        help="sort channels by importance every N supernet epochs (0: never; not ofa)")
     parser.add_argument("--space-args", type=json.loads, default=None,
                         help='resnet-cifar space arguments as JSON, e.g. \'{"base_width": 8, "max_depth": 2}\'')
     parser.add_argument("--subnets", type=int, default=None, help="Pareto subnets retrained [digits 5, mnist5k 4]")
@@ -338,10 +377,20 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=4)
     parser.add_argument("--picks-from", nargs="+", help="evaluate the subnets picked by another run of the same"
                         " dataset (a directory under --work named DATASET-...; one per dataset)")
+    parser.add_argument("--picks", nargs="+", help="evaluate these subnets, named as the report's table prints them"
+                        " (e.g. 'd1,1,1-e0.5;0.5;0.5-w0.5,0.5,0.5'); needs a single --datasets")
+    parser.add_argument("--calibration-batches", type=int, default=4,
+                        help="training batches (of 128) over which each shared subnet's BN statistics are recomputed"
+                        " before evaluation; 0: the whole training split")
+    parser.add_argument("--calibrate-scratch", action="store_true",
+                        help="recompute the scratch twins' BN statistics the same way before evaluating them"
+                        " (default: the running statistics their training left)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids contention on shared cores)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-supernet-pareto")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "supernet_pareto.md")
     args = parser.parse_args()
+    if args.picks and len(args.datasets) != 1:
+        parser.error("--picks names subnets of one space: give a single --datasets")
     torch.set_num_threads(args.threads)
     command = "PYTHONPATH=src python benchmarks/supernet_pareto.py " + shlex.join(sys.argv[1:])
     results = []

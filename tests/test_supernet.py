@@ -103,6 +103,20 @@ def test_config_round_trip_and_validation_names_field_and_allowed_values():
     assert get_space("resnet-cifar", skip_mode="short").expand_choices == (1.0,)
 
 
+def test_config_from_key_reads_back_key_and_table_names():
+    space = get_space("resnet-cifar")
+    for seed in range(20):
+        config = space.sample(seed)
+        assert SubnetConfig.from_key(config.key(), space) == config
+        assert SubnetConfig.from_key(config.key().replace("|", ";"), space) == config  # as report tables print it
+    with pytest.raises(SkipswitchError, match="invalid subnet name 'd1,1-w1'"):
+        SubnetConfig.from_key("d1,1-w1")
+    with pytest.raises(SkipswitchError, match="non-numeric"):
+        SubnetConfig.from_key("d1,1,1-ex;1;1-w1,1,1")
+    with pytest.raises(SkipswitchError, match=r"depths\[0\]=4: allowed 1, 2, 3"):
+        SubnetConfig.from_key("d4,1,1-e1,1,1,1;1;1-w1,1,1", space)
+
+
 def test_space_size_and_enumerate_agree():
     space = get_space("resnet-cifar", max_depth=2, expand_choices=(0.5, 1.0), width_choices=(1.0,))
     configs = list(space.enumerate())

@@ -139,3 +139,18 @@ def test_lr_per_subnet_scales_the_averaged_sandwich_to_the_summed_step(tmp_path)
     with pytest.raises(SkipswitchError, match="lr_per_subnet is for the averaged strategies"):
         train_supernet("resnet-cifar", "digits", config=config, out_dir=tmp_path / "o", strategy="ofa",
                        lr_per_subnet=True, quiet=True)
+
+
+def test_zero_init_residuals_starts_every_block_as_its_shortcut():
+    from skipswitch.supernet.bn import zero_init_residuals
+
+    torch.manual_seed(0)
+    net = ElasticResNet(get_space("resnet-cifar", max_depth=2)).eval()
+    assert zero_init_residuals(net) == len(net.blocks()) > 0
+    x = net.stem(torch.randn(2, 1, 8, 8))  # the default space: 1-channel 8x8 (digits)
+    for block in net.blocks():
+        shortcut = x if block.shortcut is None else block.shortcut(x)
+        assert torch.allclose(block(x), torch.relu(shortcut))
+        x = block(x)
+    short = ElasticResNet(get_space("resnet-cifar", skip_mode="short", max_depth=2))
+    assert zero_init_residuals(short) == 0  # short-skip blocks keep their init

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -66,8 +67,25 @@ class SubnetConfig:
             raise SkipswitchError(f"subnet config {data!r} has non-numeric entries") from None
         return space.validate(config) if space is not None else config
 
+    @classmethod
+    def from_key(cls, key: str, space: "ElasticSpace | None" = None) -> "SubnetConfig":
+        """The config whose ``key()`` is ``key``; ``;`` may stand for ``|`` (as in markdown
+        tables, where ``|`` splits a cell). Bad input is a SkipswitchError naming it."""
+        match = re.fullmatch(r"d([^-]+)-e([^-]+)-w([^-]+)", key.strip().replace(";", "|"))
+        if match is None:
+            raise SkipswitchError(f"invalid subnet name {key!r}: expected d<depths>-e<expands>-w<widths>, "
+                                  "e.g. d1,1-e0.5|0.5-w1,1")
+        depths, expands, widths = match.groups()
+        try:
+            data = {"depths": [float(d) for d in depths.split(",")],
+                    "expands": [[float(e) for e in stage.split(",")] for stage in expands.split("|")],
+                    "widths": [float(w) for w in widths.split(",")]}
+        except ValueError:
+            raise SkipswitchError(f"invalid subnet name {key!r}: non-numeric entries") from None
+        return cls.from_dict(data, space)
+
     def key(self) -> str:
-        """A short stable string, used to index per-subnet BN statistics."""
+        """A short stable string, used to index per-subnet BN statistics (``from_key`` reads it back)."""
         return "d{}-e{}-w{}".format(
             ",".join(map(str, self.depths)),
             "|".join(",".join(f"{e:g}" for e in stage) for stage in self.expands),

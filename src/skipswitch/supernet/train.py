@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from ..data import Dataset, iterate_batches, load_dataset
 from ..errors import SkipswitchError
 from ..training import RunResult, TrainConfig, Trainer, evaluate, kl_distillation
-from .bn import recalibrate_bn, sort_channels
+from .bn import recalibrate_bn, sort_channels, zero_init_residuals
 from .elastic import ElasticResNet
 from .io import save_supernet
 from .space import ElasticSpace, SubnetConfig, get_space
@@ -325,6 +325,7 @@ def train_supernet(
     sort_every: int = 1,
     kd_ratio: float = 1.0,
     lr_per_subnet: bool = False,
+    zero_init_residual: bool = False,
     shrink_epochs: int | None = None,
     space_args: dict[str, Any] | None = None,
     data_dir: str | Path | None = None,
@@ -341,7 +342,8 @@ def train_supernet(
     per step and sorts channels when expand and width open). ``lr_per_subnet`` (not ofa)
     multiplies ``config.lr`` by the subnets per step: the averaged loss gives each subnet
     1/n of the gradient a summed one (US-Nets' and OFA's accumulated backward passes) would,
-    so this is the summed loss's step size. ``meter`` counts training MACs."""
+    so this is the summed loss's step size. ``zero_init_residual`` starts every block as its
+    shortcut (``zero_init_residuals``, BigNAS). ``meter`` counts training MACs."""
     if lr_per_subnet and strategy == "ofa":
         raise SkipswitchError("lr_per_subnet is for the averaged strategies: ofa sums its subnets' losses")
     dataset = load_dataset(dataset_name, data_dir, seed=config.seed)
@@ -350,10 +352,12 @@ def train_supernet(
     space = get_space(space_name, skip_mode=skip_mode, **args)
     torch.manual_seed(config.seed)
     supernet = ElasticResNet(space)
+    if zero_init_residual:
+        zero_init_residuals(supernet)
     out_dir = Path(out_dir)
     run_meta = {"run": "supernet-train", "space": space.to_dict(), "skip_mode": skip_mode, "strategy": strategy,
                 "n_random": n_random, "sort_every": sort_every, "kd_ratio": kd_ratio,
-                "lr_per_subnet": lr_per_subnet}
+                "lr_per_subnet": lr_per_subnet, "zero_init_residual": zero_init_residual}
     description = f"supernet {space.name} ({strategy}, {skip_mode})"
     if strategy == "ofa":
         phases = ofa_schedule(space, shrink_epochs or config.epochs, config.lr)
