@@ -36,9 +36,28 @@ VARIANTS = ("teacher", "shortener", "remover", "scratch")
 TARGETS = {"shortener": 0.5, "remover": 1.5}  # points below the teacher, from the issue
 
 
+def skip_count(model: str) -> int:
+    return len(create_model(model, num_classes=10, in_channels=1, input_size=8).blocks())
+
+
 def alteration_every(model: str, epochs: int) -> int:
-    blocks = len(create_model(model, num_classes=10, in_channels=1, input_size=8).blocks())
-    return recommended_every(blocks, epochs)
+    return recommended_every(skip_count(model), epochs)
+
+
+def epochs_for(budget: dict[str, int], dataset: str, model: str) -> int:
+    """The cell's budget: a ``dataset/model`` entry overrides the dataset's."""
+    return budget.get(f"{dataset}/{model}", budget[dataset])
+
+
+def schedule_misfit(dataset: str, model: str, epochs: int) -> str | None:
+    """Why the students' schedule cannot run in ``epochs`` (checked before any training: a
+    student would otherwise fail only after its teacher and scratch runs had been trained)."""
+    skips = skip_count(model)
+    every = alteration_every(model, epochs)
+    if skips * every < epochs:
+        return None
+    return (f"{dataset}/{model}: {skips} skips altered every {every} epoch(s) need more than {skips * every} "
+            f"epochs, the budget is {epochs}; give the cell its own, e.g. --epochs ...,{dataset}/{model}={3 * skips // 2 + 1}")
 
 
 # The Tailor settings of every student: the tailor job's defaults (KD, warm-up, clipping, BN
@@ -74,6 +93,9 @@ def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailo
         results = run_dir / "results.json"
         done = results.exists() and json.loads(results.read_text()).get("status") == "ok" and (
             run_dir / "model.safetensors").exists()
+        if done and (trained := json.loads(results.read_text())["train_config"]["epochs"]) != epochs:
+            raise SystemExit(f"error: {run_dir} was trained for {trained} epochs, this cell's budget is {epochs}; "
+                             "move it away or give another --work")
         if not done and not train:
             continue
         if not done:
@@ -102,7 +124,7 @@ def write_report(path: Path, grid: dict, args, command: str) -> None:
         + ("" if args.report_only else f" (torch CPU threads: {__import__('torch').get_num_threads()};"
            f" load average at the end {', '.join(f'{v:.1f}' for v in os.getloadavg())}, the machine shared)"),
         f"- Command: `{command}`",
-        f"- Protocol: every variant gets the same epoch budget per dataset ({', '.join(f'{d}: {e}' for d, e in args.epoch_budget.items())});"
+        f"- Protocol: every variant gets the same epoch budget per dataset or dataset/model cell ({', '.join(f'{d}: {e}' for d, e in args.epoch_budget.items())});"
         " teacher and scratch: SGD lr 0.1, Nesterov 0.9, wd 1e-4, cosine, batch 64"
         + (f", lr warm-up over the first {args.teacher_warmup_epochs} epochs" if args.teacher_warmup_epochs else "") + "; Tailor students start from"
         f" the teacher, KD = {TAILOR['alpha']}*{kd_term}+{1 - TAILOR['alpha']:.2f}*CE, lr {args.tailor_lr},"
@@ -159,8 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", default="digits,mnist5k")
     parser.add_argument("--models", default="resnet8,resnet20,resnet56")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", default="digits=40,mnist5k=20",
-                        help="per-dataset epoch budget, e.g. digits=40,mnist5k=20")
+    parser.add_argument("--epochs", default="digits=40,mnist5k=20,mnist5k/resnet56=40",
+                        help="per-dataset epoch budget; a dataset/model entry overrides it for that cell (resnet56 "
+                             "has 27 skips: one altered per epoch needs more than 27 epochs)")
     parser.add_argument("--tailor-lr", type=float, default=TAILOR["lr"])
     parser.add_argument("--teacher-warmup-epochs", type=int, default=0,
                         help="teacher and scratch: the learning rate rises linearly over this many epochs (Goyal et al. "
@@ -172,6 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.epoch_budget = {k: int(v) for k, v in (item.split("=") for item in args.epochs.split(","))}
     skip = {s for s in args.skip.split(",") if s}
+    if not args.report_only:
+        for dataset in args.datasets.split(","):
+            for model in args.models.split(","):
+                if f"{dataset}/{model}" not in skip and (
+                        why := schedule_misfit(dataset, model, epochs_for(args.epoch_budget, dataset, model))):
+                    parser.error(why)
     grid: dict = {}
     for dataset in args.datasets.split(","):
         for model in args.models.split(","):
@@ -179,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
             if f"{dataset}/{model}" in skip:
                 continue
             for seed in map(int, args.seeds.split(",")):
-                accs = run_cell(args.work, dataset, model, seed, args.epoch_budget[dataset], args.tailor_lr,
+                accs = run_cell(args.work, dataset, model, seed, epochs_for(args.epoch_budget, dataset, model), args.tailor_lr,
                                 train=not args.report_only, teacher_warmup=args.teacher_warmup_epochs)
                 for variant, acc in accs.items():
                     cell[variant].append(acc)
