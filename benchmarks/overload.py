@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import signal
 import socket
 import subprocess
@@ -400,7 +401,7 @@ def render(d: dict) -> str:
     lines = [
         "# Reliability under overload",
         "",
-        f"Measured {d['date']} by `{' '.join(['benchmarks/overload.py', *d['argv']])}` (Python {d['python']}, {d['cpus']} "
+        f"Measured {d['date']} by `{shlex.join(['benchmarks/overload.py', *d['argv']])}` (Python {d['python']}, {d['cpus']} "
         f"CPUs shared with other jobs: the load average is given per level; above {d['cpus']}, other work competed "
         f"for the cores). `skipswitch serve` (in-place, SlackFit, max batch {d['max_batch']}, forward passes in its "
         "inference child process unless said otherwise) and `skipswitch loadgen` (Poisson arrivals, raw asyncio keep-alive connections) run as separate processes on "
