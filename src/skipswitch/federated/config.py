@@ -120,8 +120,9 @@ class FedConfig(BaseModel):
         runs still resume."""
         if not isinstance(saved, dict):
             return saved
+        current = self.run_identity()
         added = {name: json.loads(json.dumps(field.default)) for name, field in type(self).model_fields.items()
-                 if name in self.run_identity() and name not in saved and not field.is_required()}
+                 if name in current and name not in saved and not field.is_required()}
         return {**added, **saved}
 
 
