@@ -230,6 +230,37 @@ def test_inference_process_gives_the_same_logits_and_ends_with_its_block(engine)
         torch.testing.assert_close(got[name], expected[name])
 
 
+def test_pipelined_batches_in_the_inference_process_keep_every_answer(engine):
+    """With a full batch waiting, the scheduler sends the next batch to the inference process before it
+    takes the last one's outputs: every request still gets its own subnet's logits (tolerance: batched vs
+    one-at-a-time convolution, 1e-4), switches included."""
+    import threading
+
+    from skipswitch.serve.scheduler import Result, Scheduler
+    from skipswitch.serve.worker import inference_process
+
+    names = ["s0"] * 20 + ["s2"] * 20 + ["s1"] * 20
+    xs = torch.randn(len(names), 1, 1, 8, 8, generator=torch.Generator().manual_seed(7))
+    expected = [engine.infer(name, x) for name, x in zip(names, xs)]
+    outcomes, done = {}, threading.Semaphore(0)
+    with inference_process(engine) as remote:
+        depth = []
+        submit = remote.submit
+        remote.submit = lambda *a: (depth.append(remote._outstanding), submit(*a))[1]
+        scheduler = Scheduler(engine, make_policy("slackfit", engine), capacity=len(names))
+        for i, (name, x) in enumerate(zip(names, xs)):  # all queued before the worker starts: full batches wait
+            scheduler.submit(x, subnet=name, done=lambda o, i=i: (outcomes.__setitem__(i, o), done.release()))
+        scheduler.start()
+        try:
+            assert all(done.acquire(timeout=60) for _ in names)
+        finally:
+            scheduler.stop()
+    assert max(depth) >= 1, depth  # a batch was sent while another was still in the process
+    for i, name in enumerate(names):
+        assert isinstance(outcomes[i], Result) and outcomes[i].subnet == name, outcomes[i]
+        torch.testing.assert_close(outcomes[i].outputs, expected[i], rtol=1e-4, atol=1e-4)
+
+
 def test_refusals_are_counted_by_status_and_reason(engine):
     import httpx
 

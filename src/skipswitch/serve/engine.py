@@ -526,6 +526,27 @@ class ServingEngine:
         out = self.infer(name, torch.cat(list(inputs)))
         return list(out.split(sizes))
 
+    @property
+    def pipelined(self) -> bool:
+        """Whether the backend queues batches (the inference process): see ``submit_many``."""
+        return getattr(self.backend, "pipelined", False)
+
+    def submit_many(self, subnet: Subnet, inputs: Sequence[torch.Tensor]) -> list[int]:
+        """Queue one batched forward of ``subnet`` in a pipelined backend (switching first if needed)
+        and return the request sizes for ``collect_many``; the backend runs batches in order."""
+        switch = self.active is not subnet
+        self.backend.submit(subnet if switch else None, torch.cat([x.detach() for x in inputs]))
+        if switch:
+            self.active = subnet
+            self.switches += 1
+        return [int(x.shape[0]) for x in inputs]
+
+    def collect_many(self, sizes: list[int]) -> tuple[list[torch.Tensor], float, float]:
+        """The oldest queued batch's outputs per request, its switch and its forward seconds."""
+        out, switch_s, forward_s = self.backend.collect()
+        self.switch_seconds += switch_s
+        return list(out.split(sizes)), switch_s, forward_s
+
     def profile(self, repeats: int = 5) -> None:
         """Median forward latency of every subnet at every batch size (synthetic inputs)."""
         if repeats < 1:

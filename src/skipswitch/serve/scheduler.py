@@ -63,6 +63,18 @@ def serving_metrics(scheduler: "Scheduler") -> Metrics:
     return m
 
 
+@dataclass
+class _Queued:
+    """A batch sent to a pipelined backend: when it was expected to start and to end (the policy
+    decides the next batch as of ``expected_end``)."""
+    batch: list
+    subnet: Any
+    sizes: list[int]
+    start: float
+    expected_end: float
+    switched: bool
+
+
 class Scheduler:
     def __init__(self, engine: ServingEngine, policy: Policy, *, capacity: int = 256,
                  default_deadline_ms: float | None = None, metrics: Metrics | None = None):
@@ -141,37 +153,80 @@ class Scheduler:
             self._thread = None
 
     def _run(self) -> None:
+        pending = None  # a batch queued in a pipelined backend (the inference process), not yet collected
         while True:
+            decision = None
             with self.cond:
-                while not self.queue and not self._stop:
+                while not self.queue and not self._stop and pending is None:
                     self.cond.wait()
-                if not self.queue and self._stop:
+                if not self.queue and self._stop and pending is None:
                     return
-                now = time.monotonic()
-                try:
-                    decision = self.policy.decide(list(self.queue), now, self.engine)
-                except Exception as exc:  # a broken policy must not kill the worker: fail the head
-                    decision = None
-                    head = self.queue.pop(0)
-                    self._finish(head, exc)
-                if decision is not None and not decision.batch and not decision.shed:
-                    # A policy that picks nothing would spin forever: fail the oldest request.
-                    decision = None
-                    self._finish(self.queue.pop(0), SkipswitchError(f"policy {self.policy.name} chose no request"))
-                if decision is not None:
-                    taken = {id(r) for r in decision.batch} | {id(r) for r, _ in decision.shed}
-                    self.queue = [r for r in self.queue if id(r) not in taken]
-                    self.in_flight = len(decision.batch)
-            if decision is None:
-                continue
-            for request, reason in decision.shed:
-                self.metrics.inc("slo_misses_total")
-                self._finish(request, Shed(reason))
-            if decision.batch:
-                self._serve(decision)
+                # With a batch in the inference process, decide the next one now only when a full batch
+                # waits (the process then never idles for this thread's per-batch work); otherwise take
+                # the outputs first, so that what arrives meanwhile joins the next batch.
+                if pending is None or len(self.queue) >= self.engine.max_batch:
+                    now = time.monotonic() if pending is None else max(time.monotonic(), pending.expected_end)
+                    decision = self._decide(now)
+                    if decision is not None:
+                        taken = {id(r) for r in decision.batch} | {id(r) for r, _ in decision.shed}
+                        self.queue = [r for r in self.queue if id(r) not in taken]
+                        self.in_flight = len(decision.batch) + (len(pending.batch) if pending else 0)
+            queued = None
+            if decision is not None:
+                for request, reason in decision.shed:
+                    self.metrics.inc("slo_misses_total")
+                    self._finish(request, Shed(reason))
+                if decision.batch and self.engine.pipelined:
+                    queued = self._submit(decision, after=pending)
+                elif decision.batch:
+                    self._serve(decision)
+            if pending is not None:
+                self._collect(pending)
+            pending = queued
             with self.cond:
-                self.in_flight = 0
+                self.in_flight = len(pending.batch) if pending else 0
                 self.cond.notify_all()
+
+    def _decide(self, now: float):
+        """The policy's decision on the queue (called with the lock held); None if it failed or chose nothing."""
+        try:
+            decision = self.policy.decide(list(self.queue), now, self.engine)
+        except Exception as exc:  # a broken policy must not kill the worker: fail the head
+            self._finish(self.queue.pop(0), exc)
+            return None
+        if not decision.batch and not decision.shed:
+            # A policy that picks nothing would spin forever: fail the oldest request.
+            self._finish(self.queue.pop(0), SkipswitchError(f"policy {self.policy.name} chose no request"))
+            return None
+        return decision
+
+    def _submit(self, decision, after: "_Queued | None") -> "_Queued | None":
+        """Queue ``decision``'s batch in the pipelined backend; None (its requests failed) on an error."""
+        batch, subnet = decision.batch, decision.subnet
+        start = time.monotonic()
+        switched = self.engine.active is not subnet
+        try:
+            sizes = self.engine.submit_many(subnet, [r.x for r in batch])
+        except Exception as exc:
+            for r in batch:
+                self._finish(r, exc)
+            return None
+        examples = sum(sizes)
+        expected = (max(start, after.expected_end) if after else start) + subnet.latency_for(examples) + (
+            self.engine.switch_estimate if switched else 0.0)
+        return _Queued(batch, subnet, sizes, max(start, after.expected_end) if after else start, expected, switched)
+
+    def _collect(self, queued: "_Queued") -> None:
+        try:
+            outputs, switch_s, forward_s = self.engine.collect_many(queued.sizes)
+        except Exception as exc:  # the engine failed on this batch: every request in it gets the error
+            for r in queued.batch:
+                self._finish(r, exc)
+            return
+        if queued.switched:
+            self.metrics.inc("switches_total")
+            self.metrics.observe("switch_latency_seconds", switch_s)
+        self._answer(queued.batch, queued.subnet, outputs, queued.start, time.monotonic(), forward_s)
 
     def _serve(self, decision) -> None:
         batch, subnet = decision.batch, decision.subnet
@@ -189,8 +244,11 @@ class Scheduler:
                 self._finish(r, exc)
             return
         end = time.monotonic()
+        self._answer(batch, subnet, outputs, start, end, end - forward_start)
+
+    def _answer(self, batch, subnet, outputs, start: float, end: float, forward_s: float) -> None:
         examples = sum(r.size for r in batch)
-        self.engine.observe(subnet, examples, end - forward_start)
+        self.engine.observe(subnet, examples, forward_s)
         self.metrics.inc("batches_total")
         self.metrics.observe("batch_size", examples)
         for r, out in zip(batch, outputs):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -44,6 +45,16 @@ def _serve_batches(backend: Backend, subnets: dict[str, Subnet], conn, parent_en
                 if op == "activate":
                     backend.activate(subnets[arg])
                     reply = ("ok", (backend.resident_bytes(), backend.to_dict()))
+                elif op == "run":  # a pipelined batch: switch if asked, then forward, timing both here
+                    name, array = arg
+                    start = time.perf_counter()
+                    state = None
+                    if name is not None:
+                        backend.activate(subnets[name])
+                        state = (backend.resident_bytes(), backend.to_dict())
+                    switched = time.perf_counter()
+                    out = backend.forward(torch.from_numpy(array)).cpu().numpy()
+                    reply = ("ok", (out, switched - start, time.perf_counter() - switched, state))
                 else:
                     reply = ("ok", backend.forward(torch.from_numpy(arg)).cpu().numpy())
             except Exception as exc:  # the batch fails, the process stays
@@ -65,18 +76,50 @@ class RemoteBackend(Backend):
         self.process.start()
         child_end.close()
         self._lock = threading.Lock()
+        self._outstanding = 0
         self._resident, self._info = backend.resident_bytes(), backend.to_dict()
+
+    # The pipe is first in, first out: the scheduler may send the next batch (``submit``) before it
+    # takes the last one's outputs (``collect``), so the child never waits for the parent's
+    # per-batch work. Synchronous calls are refused while batches are outstanding.
+    pipelined = True
 
     def _call(self, op: str, arg: Any) -> Any:
         with self._lock:
-            try:
-                self._conn.send((op, arg))
-                status, value = self._conn.recv()
-            except (EOFError, OSError):
-                raise SkipswitchError(f"the inference process exited (code {self.process.exitcode})") from None
+            if self._outstanding:
+                raise RuntimeError(f"{op} while {self._outstanding} pipelined batch(es) are outstanding")
+            self._send((op, arg))
+            return self._recv()
+
+    def _send(self, message: Any) -> None:
+        try:
+            self._conn.send(message)
+        except (EOFError, OSError):
+            raise SkipswitchError(f"the inference process exited (code {self.process.exitcode})") from None
+
+    def _recv(self) -> Any:
+        try:
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise SkipswitchError(f"the inference process exited (code {self.process.exitcode})") from None
         if status == "error":
             raise RuntimeError(f"in the inference process: {value}")
         return value
+
+    def submit(self, subnet: Subnet | None, x: torch.Tensor) -> None:
+        """Queue a batch in the child (switching to ``subnet`` first unless None); ``collect`` takes its outputs."""
+        with self._lock:
+            self._send(("run", (None if subnet is None else subnet.name, np.ascontiguousarray(x.numpy()))))
+            self._outstanding += 1
+
+    def collect(self) -> tuple[torch.Tensor, float, float]:
+        """The oldest submitted batch's (outputs, switch seconds, forward seconds), waiting for it."""
+        with self._lock:
+            self._outstanding -= 1
+            out, switch_s, forward_s, state = self._recv()
+        if state is not None:
+            self._resident, self._info = state
+        return torch.from_numpy(out), switch_s, forward_s
 
     def activate(self, subnet: Subnet) -> None:
         self._resident, self._info = self._call("activate", subnet.name)
