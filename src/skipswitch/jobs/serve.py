@@ -116,6 +116,45 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
     return ServeResult(subnets=len(engine.subnets), switches=engine.switches)
 
 
+def _run_stoppable(runner, coro):
+    """``runner.run(coro)`` with SIGTERM cancelling ``coro`` as asyncio.Runner does for Ctrl-C, then calling
+    the caller's own SIGTERM handler (the CLI's raises KeyboardInterrupt). Raised by that handler inside a
+    task, the KeyboardInterrupt would be stored on the task and logged at exit as "Task exception was
+    never retrieved", with a traceback."""
+    import asyncio
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        return runner.run(coro)
+    terminated = False
+
+    async def stoppable():
+        nonlocal terminated
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+        def stop() -> None:
+            nonlocal terminated
+            terminated = True
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        try:
+            return await coro
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)  # the loop's removal leaves SIG_DFL
+
+    try:
+        return runner.run(stoppable())
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+    previous(signal.SIGTERM, None)
+    raise KeyboardInterrupt  # a handler that returned: stop as Ctrl-C would
+
+
 def loadgen(job: LoadgenJob) -> LoadgenResult:
     import asyncio
 
@@ -130,9 +169,9 @@ def loadgen(job: LoadgenJob) -> LoadgenResult:
     except ImportError:
         new_event_loop = None
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        report = runner.run(run_load(job.url, arrivals, inputs, labels, deadline_ms=job.deadline_ms,
-                                     options={"subnet": job.subnet, "accuracy_floor": job.accuracy_floor},
-                                     trace_name=job.trace if builtin else Path(job.trace).name))
+        report = _run_stoppable(runner, run_load(job.url, arrivals, inputs, labels, deadline_ms=job.deadline_ms,
+                                                 options={"subnet": job.subnet, "accuracy_floor": job.accuracy_floor},
+                                                 trace_name=job.trace if builtin else Path(job.trace).name))
     result = LoadgenResult(**report.to_dict())
     if job.out is not None:
         result.save(job.out)
