@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from skipswitch.io import atomic_write_json, atomic_write_text, markdown_table  # noqa: E402
+from skipswitch.serve.cpus import parse_cpu_list  # noqa: E402
 
 
 WORKLOADS = {
@@ -141,14 +142,14 @@ def pct(values, q):
 
 
 def loadgen(url: str, rate: float, seconds: float, deadline_ms: float, floor: float, dataset: str,
-            out: Path) -> tuple[dict, float]:
-    """`skipswitch loadgen` in a subprocess; (report, its CPU seconds)."""
+            out: Path, cpus: frozenset[int] | None = None) -> tuple[dict, float]:
+    """`skipswitch loadgen` in a subprocess (on ``cpus`` if given); (report, its CPU seconds)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = [sys.executable, "-m", "skipswitch.cli", "loadgen", "--url", url, "--rate", f"{rate:.1f}", "--duration",
            str(seconds), "--deadline-ms", str(deadline_ms), "--accuracy-floor", f"{floor:.6f}", "--dataset", dataset,
            "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-                          timeout=seconds * 4 + 120)
+                          timeout=seconds * 4 + 120, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -230,15 +231,19 @@ def run_workload(name: str, args, levels_arg: str, *, inference: str, extras: bo
         queue = args.engine_queue or args.max_batch
     ckpt = prepare(args.work, dataset, base_width)
     example = load_dataset(dataset, seed=0).test.images[:1].tolist()
+    # With the inference process pinned, the generator keeps off its CPUs too (it shares the server's)
+    gen_cpus = (frozenset(os.sched_getaffinity(0)) - parse_cpu_list(args.inference_cpus)
+                if args.inference_cpus and inference == "process" else None)
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
     def start(queue: int) -> tuple[subprocess.Popen, dict]:
         """The server, healthy, and its largest subnet (from /v1/subnets)."""
+        pin = ["--inference-cpus", args.inference_cpus] if args.inference_cpus and inference == "process" else []
         server = subprocess.Popen([sys.executable, "-m", "skipswitch.cli", "serve", str(ckpt), "--port", str(port),
                                    "--max-batch", str(args.max_batch), "--queue", str(queue), "--inference",
-                                   inference], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                   inference, *pin], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             wait_until_healthy(url, server, timeout_s=600)
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -271,7 +276,7 @@ def run_workload(name: str, args, levels_arg: str, *, inference: str, extras: bo
             load_before = os.getloadavg()[0]
             with Watch(server.pid, port) as watch:
                 report, cpu = loadgen(url, level * capacity, args.seconds, args.deadline_ms, floor, dataset,
-                                      args.work / f"{name}-{inference}-level-{level:g}.json")
+                                      args.work / f"{name}-{inference}-level-{level:g}.json", gen_cpus)
             levels.append({
                 "level": level, "target_rate": level * capacity, "sent": report["sent"],
                 "sent_rate": report["sent"] / args.seconds, "ok": report["ok"], "shed": report["shed"],
@@ -298,7 +303,7 @@ def run_workload(name: str, args, levels_arg: str, *, inference: str, extras: bo
 
             # The generator's own overhead: its latency against a lean client's at a light load (0.2x capacity).
             lean = lean_client(port, body, 200)
-            light, cpu = loadgen(url, 0.2 * capacity, 10, 1000, floor, dataset, args.work / f"{name}-light.json")
+            light, cpu = loadgen(url, 0.2 * capacity, 10, 1000, floor, dataset, args.work / f"{name}-light.json", gen_cpus)
             overhead = {"lean_p50_ms": pct(lean, 50) * 1e3, "lean_p99_ms": pct(lean, 99) * 1e3,
                         "loadgen_p50_ms": light["p50_ms"], "loadgen_p99_ms": light["p99_ms"],
                         "loadgen_rate": 0.2 * capacity, "loadgen_cpu_ms_per_request": cpu / max(1, light["sent"]) * 1e3,
@@ -328,6 +333,8 @@ def main() -> None:
     parser.add_argument("--deadline-ms", type=float, default=100.0)
     parser.add_argument("--engine-queue", type=int, help="Queue bound of the inference-bound server [default: the max batch, ENGINE_QUEUE_RULE].")
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--inference-cpus", help="Pin the server's inference process to these CPUs (`serve --inference-cpus`) "
+                                                 "and the server's loop and the load generator to the others [default: unpinned].")
     parser.add_argument("--thread-levels", default="1,2,5,10", help="Levels of the inference-bound workload run again with "
                         "forward passes in a thread of the server process, for comparison ('' skips it).")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-overload")
@@ -347,6 +354,7 @@ def main() -> None:
         workloads.append(run_workload("http", args, args.http_levels, inference="process", extras=False))
     data = {"date": started, "python": platform.python_version(), "cpus": os.cpu_count(), "argv": sys.argv[1:],
             "seconds_per_level": args.seconds, "deadline_ms": args.deadline_ms, "max_batch": args.max_batch,
+            "inference_cpus": args.inference_cpus,
             "workloads": workloads}
     atomic_write_json(args.work / "reliability.json", data)
     atomic_write_text(args.out, render(data))
@@ -404,7 +412,10 @@ def render(d: dict) -> str:
         f"Measured {d['date']} by `{shlex.join(['benchmarks/overload.py', *d['argv']])}` (Python {d['python']}, {d['cpus']} "
         f"CPUs shared with other jobs: the load average is given per level; above {d['cpus']}, other work competed "
         f"for the cores). `skipswitch serve` (in-place, SlackFit, max batch {d['max_batch']}, forward passes in its "
-        "inference child process unless said otherwise) and `skipswitch loadgen` (Poisson arrivals, raw asyncio keep-alive connections) run as separate processes on "
+        "inference child process unless said otherwise"
+        + (f"; that process pinned to CPU(s) {d['inference_cpus']}, the server's loop and the load generator to the others"
+           if d.get("inference_cpus") else "") +
+        ") and `skipswitch loadgen` (Poisson arrivals, raw asyncio keep-alive connections) run as separate processes on "
         f"loopback; each level runs {d['seconds_per_level']:g} s. Every request carries a {d['deadline_ms']:g} ms "
         "deadline and the largest subnet's accuracy as its floor, so SlackFit serves the largest subnet (untrained "
         "resnet-cifar supernets: accuracy is not measured here) and sheds what it cannot serve in time.",

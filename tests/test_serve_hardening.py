@@ -230,6 +230,24 @@ def test_inference_process_gives_the_same_logits_and_ends_with_its_block(engine)
         torch.testing.assert_close(got[name], expected[name])
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="pinning needs Linux and 2 CPUs")
+def test_pinned_inference_process_runs_on_its_cpus_and_the_server_on_the_rest(engine):
+    """--inference-cpus: the child runs on the given CPUs, the server's threads on the others while the
+    block runs (and as before after it); the answers are the same logits (tolerance 1e-5)."""
+    from skipswitch.serve.worker import inference_process
+
+    allowed = frozenset(os.sched_getaffinity(0))
+    inference = frozenset({min(allowed)})
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    expected = engine.infer("s1", x)
+    with inference_process(engine, inference) as remote:
+        torch.testing.assert_close(engine.infer("s1", x), expected, rtol=1e-5, atol=1e-5)
+        assert os.sched_getaffinity(remote.process.pid) == inference
+        assert os.sched_getaffinity(0) == allowed - inference
+    assert os.sched_getaffinity(0) == allowed
+
+
 def test_pipelined_batches_in_the_inference_process_keep_every_answer(engine):
     """With a full batch waiting, the scheduler sends the next batch to the inference process before it
     takes the last one's outputs: every request still gets its own subnet's logits (tolerance: batched vs

@@ -7,12 +7,28 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from ..io import OutFile, utf8_file_unless
 from ..training.config import Seed
 from ..serve.loadgen import TRACES  # numpy only, no torch
 from .base import JobConfig, JobResult
+
+
+def _inference_cpus(value: Optional[str]) -> Optional[str]:
+    """A CPU list that this process may use, leaving at least one CPU for the server itself."""
+    if value is None:
+        return None
+    from ..serve.cpus import parse_cpu_list
+
+    if not hasattr(os, "sched_getaffinity"):
+        raise ValueError("pinning the inference process needs Linux (os.sched_setaffinity)")
+    cpus, allowed = parse_cpu_list(value), set(os.sched_getaffinity(0))
+    if not cpus <= allowed:
+        raise ValueError(f"CPU(s) {sorted(cpus - allowed)} not among this process's CPUs {sorted(allowed)}")
+    if not allowed - cpus:
+        raise ValueError(f"{value} leaves no CPU for the server's HTTP loop (this process may use {sorted(allowed)})")
+    return value
 
 
 class ServeJob(JobConfig):
@@ -37,6 +53,16 @@ class ServeJob(JobConfig):
                             "them for the GIL, or in a thread of the server process (thread; always with cuda). auto: "
                             "process on a machine of 2 or more CPUs (the child needs a core of its own; on 2 idle "
                             "cores it served more at overload than the thread, docs/results/reliability.md), else thread.")
+    inference_cpus: Annotated[Optional[str], AfterValidator(_inference_cpus)] = Field(
+        None, description="Pin the inference process to these CPUs (taskset's list format: 0, 0,2, 1-3; Linux) and "
+                          "the server's HTTP loop and scheduler to the others, so that neither takes the other's time.")
+
+    @model_validator(mode="after")
+    def _pinning_needs_a_process(self):
+        if self.inference_cpus is not None and (self.inference == "thread" or self.device != "cpu"):
+            raise ValueError(f"--inference-cpus {self.inference_cpus}: pins the inference process, which needs "
+                             "--inference process (or auto) and --device cpu")
+        return self
 
 
 class ServeResult(JobResult):
@@ -104,7 +130,10 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
         # forked before the socket and the event loop exist; the stack stops it before the directory goes
         process = job.inference == "process" or (job.inference == "auto" and (os.cpu_count() or 1) >= 2)
         if process and engine.device.type == "cpu":
-            stack.enter_context(inference_process(engine))
+            from ..serve.cpus import parse_cpu_list
+
+            cpus = parse_cpu_list(job.inference_cpus) if job.inference_cpus else None
+            stack.enter_context(inference_process(engine, cpus))
         app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue,
                          default_deadline_ms=job.deadline_ms, token=token, api_docs=job.api_docs)
         on_ready(engine)

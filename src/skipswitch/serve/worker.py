@@ -15,6 +15,7 @@ CPU only: a CUDA context does not survive ``fork``.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -25,12 +26,16 @@ import numpy as np
 import torch
 
 from ..errors import SkipswitchError
+from .cpus import pin_threads
 from .engine import Backend, ServingEngine, Subnet
 
 
-def _serve_batches(backend: Backend, subnets: dict[str, Subnet], conn, parent_end) -> None:
+def _serve_batches(backend: Backend, subnets: dict[str, Subnet], conn, parent_end,
+                   cpus: frozenset[int] | None = None) -> None:
     """The child: answer ("activate", name) and ("forward", array) until the parent closes the pipe."""
     parent_end.close()
+    if cpus:
+        pin_threads(cpus)
     # The parent decides when this process ends (it drains its queue through it first): a Ctrl-C
     # or SIGTERM sent to the whole process group must not kill it mid-drain.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -68,13 +73,15 @@ def _serve_batches(backend: Backend, subnets: dict[str, Subnet], conn, parent_en
 class RemoteBackend(Backend):
     """The engine's backend, run in a forked child process; ``close`` ends the child."""
 
-    def __init__(self, backend: Backend, subnets: list[Subnet]):
+    def __init__(self, backend: Backend, subnets: list[Subnet], cpus: frozenset[int] | None = None):
         context = multiprocessing.get_context("fork")
         self._conn, child_end = context.Pipe()
         self.process = context.Process(target=_serve_batches, name="skipswitch-inference", daemon=True,
-                                       args=(backend, {s.name: s for s in subnets}, child_end, self._conn))
+                                       args=(backend, {s.name: s for s in subnets}, child_end, self._conn, cpus))
         self.process.start()
         child_end.close()
+        if cpus:  # this process (HTTP loop, scheduler) keeps off the inference CPUs
+            pin_threads(frozenset(os.sched_getaffinity(0)) - cpus)
         self._lock = threading.Lock()
         self._outstanding = 0
         self._resident, self._info = backend.resident_bytes(), backend.to_dict()
@@ -143,17 +150,21 @@ class RemoteBackend(Backend):
 
 
 @contextmanager
-def inference_process(engine: ServingEngine) -> Iterator[RemoteBackend]:
+def inference_process(engine: ServingEngine, cpus: frozenset[int] | None = None) -> Iterator[RemoteBackend]:
     """Run ``engine``'s forward passes in a child process for the duration of the block; the child
-    is stopped on every exit path (and exits by itself if this process dies: its pipe closes)."""
+    is stopped on every exit path (and exits by itself if this process dies: its pipe closes).
+    With ``cpus``, the child runs on those CPUs only and this process on the others."""
     if engine.device.type != "cpu":
         raise SkipswitchError(f"a separate inference process needs device cpu (a {engine.device.type} context "
                               "does not survive fork); serve with --inference thread")
     local = engine.backend
-    remote = RemoteBackend(local, engine.subnets)
+    before = frozenset(os.sched_getaffinity(0)) if cpus else None
+    remote = RemoteBackend(local, engine.subnets, cpus)
     engine.backend = remote
     try:
         yield remote
     finally:
         engine.backend = local
         remote.close()
+        if before:
+            pin_threads(before)
