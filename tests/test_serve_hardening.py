@@ -557,6 +557,8 @@ def test_loadgen_accounts_for_every_request_and_shows_the_servers_reason(engine,
     assert good.sent > 150 and good.ok + good.shed + good.rejected + good.errors == good.sent
     assert good.errors == 0 and good.ok > 0 and good.p99_ms is not None
     assert -1 < good.send_lag_p99_ms < 250  # the generator kept to its trace
+    # the server's own p99 (arrival stamp to outputs) is inside the client's (send to answer read); 1 ms for clocks
+    assert good.server_p99_ms is not None and 0 < good.server_p99_ms <= good.p99_ms + 1.0
     assert bad.errors == 3 and "422: unknown subnet 's9'" in next(iter(bad.error_reasons)), bad.error_reasons
     assert "unknown subnet 's9'" in bad.summary()
 

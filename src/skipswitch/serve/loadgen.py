@@ -155,6 +155,9 @@ class LoadReport:
     goodput: float  # 200 answers within the deadline per second
     wall_s: float
     send_lag_p99_ms: float | None = None  # how late the generator sent (p99 against the trace's times)
+    # p99 of the server's own latency of the 200 answers (its arrival stamp to outputs ready, from their
+    # bodies): the part of p99_ms that the server's clock and policy see
+    server_p99_ms: float | None = None
     subnets: dict[str, int] = field(default_factory=dict)
     error_reasons: dict[str, int] = field(default_factory=dict)  # the server's (or the connection's) words
 
@@ -355,6 +358,7 @@ def build_report(records: list[dict[str, Any]], labels: np.ndarray | None, deadl
         measured_accuracy=correct, p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99),
         throughput=len(ok) / wall, goodput=len(on_time) / wall, wall_s=wall,
         send_lag_p99_ms=percentile([r["lag_s"] * 1e3 for r in records if "lag_s" in r], 99),
+        server_p99_ms=percentile([r["body"]["latency_ms"] for r in ok if "latency_ms" in r["body"]], 99),
         subnets=dict(sorted(subnets.items())),
         error_reasons=dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
     )
