@@ -327,7 +327,7 @@ async def run_load(url: str, arrivals: Sequence[float], inputs: np.ndarray, labe
     return build_report(records, labels, deadline_ms, trace_name, wall)
 
 
-REPORTED = ("subnet", "accuracy", "predictions", "reason", "error")  # the answer fields a LoadReport reads
+REPORTED = ("subnet", "accuracy", "predictions", "latency_ms", "reason", "error")  # the answer fields a LoadReport reads
 
 
 def build_report(records: list[dict[str, Any]], labels: np.ndarray | None, deadline_ms: float | None,
