@@ -169,7 +169,8 @@ class LoadReport:
         return (f"{self.trace}: sent {self.sent}  ok {self.ok}  rejected {self.rejected}  shed {self.shed}  "
                 f"errors {self.errors}  SLO attainment {self.slo_attainment:.3f}  "
                 f"served accuracy {fmt(self.served_accuracy, '.4f')}  measured {fmt(self.measured_accuracy, '.4f')}  "
-                f"p50 {fmt(self.p50_ms, '.2f')} ms  p99 {fmt(self.p99_ms, '.2f')} ms  "
+                f"p50 {fmt(self.p50_ms, '.2f')} ms  p99 {fmt(self.p99_ms, '.2f')} ms "
+                f"(server's own {fmt(self.server_p99_ms, '.2f')} ms)  "
                 f"throughput {self.throughput:.1f}/s  subnets {self.subnets}"
                 + "".join(f"\n  {n} x {reason}" for reason, n in self.error_reasons.items()))
 
