@@ -245,8 +245,8 @@ def write_report(path: Path, rows: list[dict], central: list[dict], args, comman
         " round: clients are stateless Flower apps and may train another subnet next round; momentum across rounds is"
         " the server's, FedAvgM/FedAdam), wd 1e-4; engine `local` (the same ServerApp/ClientApp in one process).",
         "- Subnets: default capability tiers cycled over the clients (small = the smallest subnet, medium, large ="
-        " the largest: clients 2, 5, 8); *width ladder* (HeteroFL): the tiers are full-depth subnets at widths and"
-        " expand ratios 0.5 / 0.75 / 1.0 instead. *fixed*: a client trains its largest allowed subnet. *sampled*: the"
+        " the largest: clients 2, 5, 8); *width ladder* (HeteroFL): the tiers are full-depth subnets at the space's"
+        " width and expand-ratio choices, raised together (`profiles.ladder`, kind width) instead. *fixed*: a client trains its largest allowed subnet. *sampled*: the"
         " sandwich rule within its capability every step (its largest allowed subnet on the labels, the smallest and 2 subnets"
         " drawn within its capability afresh each step, loss averaged); *+ KD*: the drawn subnets learn from the largest"
         " allowed subnet's soft outputs (`kl_distillation`, T=1), *no KD*: from the labels.",
