@@ -350,7 +350,7 @@ def main() -> None:
     parser.add_argument("--render", type=Path, help="Only write --out again from this reliability.json.")
     args = parser.parse_args()
     if args.render:
-        atomic_write_text(args.out, render(json.loads(args.render.read_text())))
+        atomic_write_text(args.out, with_reading(render(json.loads(args.render.read_text())), args.out))
         return
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -365,8 +365,17 @@ def main() -> None:
             "inference_cpus": args.inference_cpus,
             "workloads": workloads}
     atomic_write_json(args.work / "reliability.json", data)
-    atomic_write_text(args.out, render(data))
+    atomic_write_text(args.out, with_reading(render(data), args.out))
     print(f"wrote {args.out}")
+
+
+READING = "## Reading (hand-written; the tables above are rendered by the script)"
+
+
+def with_reading(page: str, out: Path) -> str:
+    """``page`` followed by the hand-written reading of the file it replaces, if that has one."""
+    old = out.read_text() if out.is_file() else ""
+    return page if READING not in old else page.rstrip("\n") + "\n\n" + READING + old.split(READING, 1)[1]
 
 
 def level_rows(w: dict, deadline: float) -> list[list]:
@@ -422,7 +431,7 @@ def render(d: dict) -> str:
         "# Reliability under overload",
         "",
         f"Measured {d['date']} by `{shlex.join(['benchmarks/overload.py', *d['argv']])}` (Python {d['python']}, {d['cpus']} "
-        f"CPUs shared with other jobs: the load average is given per level; above {d['cpus']}, other work competed "
+        f"CPUs; the load average is given per level: above {d['cpus']}, other work competed "
         f"for the cores). `skipswitch serve` (in-place, SlackFit, max batch {d['max_batch']}, forward passes in its "
         "inference child process unless said otherwise"
         + (f"; that process pinned to CPU(s) {d['inference_cpus']}, the server's loop and the load generator to the others"
