@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from skipswitch.io import atomic_write_json, atomic_write_text, markdown_table  # noqa: E402
+from skipswitch.io import atomic_write_json, atomic_write_text, markdown_table, with_hand_written  # noqa: E402
 from skipswitch.serve.cpus import parse_cpu_list  # noqa: E402
 
 
@@ -350,7 +350,7 @@ def main() -> None:
     parser.add_argument("--render", type=Path, help="Only write --out again from this reliability.json.")
     args = parser.parse_args()
     if args.render:
-        atomic_write_text(args.out, with_reading(render(json.loads(args.render.read_text())), args.out))
+        atomic_write_text(args.out, with_hand_written(render(json.loads(args.render.read_text())), args.out, READING))
         return
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -365,17 +365,11 @@ def main() -> None:
             "inference_cpus": args.inference_cpus,
             "workloads": workloads}
     atomic_write_json(args.work / "reliability.json", data)
-    atomic_write_text(args.out, with_reading(render(data), args.out))
+    atomic_write_text(args.out, with_hand_written(render(data), args.out, READING))
     print(f"wrote {args.out}")
 
 
 READING = "## Reading (hand-written; the tables above are rendered by the script)"
-
-
-def with_reading(page: str, out: Path) -> str:
-    """``page`` followed by the hand-written reading of the file it replaces, if that has one."""
-    old = out.read_text() if out.is_file() else ""
-    return page if READING not in old else page.rstrip("\n") + "\n\n" + READING + old.split(READING, 1)[1]
 
 
 def level_rows(w: dict, deadline: float) -> list[list]:

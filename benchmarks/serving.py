@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from skipswitch.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
+from skipswitch.io import with_hand_written  # noqa: E402
 
 
 def prepare(work: Path, dataset_name: str, epochs: int, base_width: int) -> tuple[Path, Path]:
@@ -292,11 +293,8 @@ def main() -> None:
     atomic_write_json(path, results)
     if results.get("direct"):
         plot(results, args.out.with_name("serving-vs-load.png"))
-    page = render(args, results)
-    notes = "\n## Reading the figures"  # hand-written from the results: kept when the page is re-rendered
-    if args.out.is_file() and notes in args.out.read_text():
-        page = page.rstrip("\n") + "\n" + notes + args.out.read_text().split(notes, 1)[1]
-    atomic_write_text(args.out, page)
+    # the reading is hand-written from the results: kept when the page is re-rendered
+    atomic_write_text(args.out, with_hand_written(render(args, results), args.out, "## Reading the figures"))
     print(f"-> {args.out}")
 
 

@@ -60,3 +60,14 @@ def test_lazy_exports_resolve_on_first_use():
     import skipswitch.supernet as supernet
 
     assert "SandwichLoss" in supernet.__all__ and supernet.SandwichLoss.__name__ == "SandwichLoss"
+
+
+def test_with_hand_written_keeps_the_section_of_the_file_it_replaces(tmp_path):
+    from skipswitch.io import with_hand_written
+
+    path = tmp_path / "results.md"
+    assert with_hand_written("# New\n\n| a |\n", path, "## Reading") == "# New\n\n| a |\n"  # no file yet
+    path.write_text("# Old\n\n| b |\n\n## Reading\n\nwritten by hand\n")
+    assert with_hand_written("# New\n\n| a |\n", path, "## Reading") == "# New\n\n| a |\n\n## Reading\n\nwritten by hand\n"
+    path.write_text("# Old\nsee ## Reading inline, not a heading\n")  # only a heading at a line start counts
+    assert with_hand_written("# New\n", path, "## Reading") == "# New\n"

@@ -38,6 +38,16 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def with_hand_written(page: str, path: Path, heading: str) -> str:
+    """A rendered results ``page`` followed by the hand-written section that starts at the line
+    ``heading`` in the file at ``path`` (kept when a benchmark re-renders its page), if it has one."""
+    old = path.read_text() if path.is_file() else ""
+    marker = "\n" + heading
+    if marker not in old:
+        return page
+    return page.rstrip("\n") + "\n" + marker + old.split(marker, 1)[1]
+
+
 _UMASK_LOCK = threading.Lock()
 
 
