@@ -211,10 +211,9 @@ class Scheduler:
             for r in batch:
                 self._finish(r, exc)
             return None
-        examples = sum(sizes)
-        expected = (max(start, after.expected_end) if after else start) + subnet.latency_for(examples) + (
-            self.engine.switch_estimate if switched else 0.0)
-        return _Queued(batch, subnet, sizes, max(start, after.expected_end) if after else start, expected, switched)
+        begins = max(start, after.expected_end) if after else start  # the child runs batches in order
+        expected = begins + subnet.latency_for(sum(sizes)) + (self.engine.switch_estimate if switched else 0.0)
+        return _Queued(batch, subnet, sizes, begins, expected, switched)
 
     def _collect(self, queued: "_Queued") -> None:
         try:

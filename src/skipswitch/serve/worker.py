@@ -80,8 +80,6 @@ class RemoteBackend(Backend):
                                        args=(backend, {s.name: s for s in subnets}, child_end, self._conn, cpus))
         self.process.start()
         child_end.close()
-        if cpus:  # this process (HTTP loop, scheduler) keeps off the inference CPUs
-            pin_threads(frozenset(os.sched_getaffinity(0)) - cpus)
         self._lock = threading.Lock()
         self._outstanding = 0
         self._resident, self._info = backend.resident_bytes(), backend.to_dict()
@@ -162,6 +160,8 @@ def inference_process(engine: ServingEngine, cpus: frozenset[int] | None = None)
     remote = RemoteBackend(local, engine.subnets, cpus)
     engine.backend = remote
     try:
+        if before:  # this process (HTTP loop, scheduler) keeps off the inference CPUs while the child runs
+            pin_threads(before - cpus)
         yield remote
     finally:
         engine.backend = local
