@@ -594,3 +594,62 @@ def test_keepalive_pool_resends_once_when_the_server_closed_an_idle_connection()
 
     results, answered, opened = asyncio.run(run())
     assert results == [(200, b"ok")] * 3 and answered == 3 and opened == 1
+
+
+def _read_answer(stream) -> tuple[int, bytes]:
+    """(status, body) of one Content-Length answer read from a socket's buffered file."""
+    status, length = int(stream.readline().split()[1]), 0
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, stream.read(length)
+
+
+def test_the_protocol_refuses_before_the_request_cycle_and_keeps_the_connection(engine):
+    """With uvicorn's httptools protocol, a predict the intake cannot admit is answered by the connection's
+    protocol (no ASGI cycle: Intake's own refusal is never called), its body is discarded, and the same
+    keep-alive connection then serves /health, pipelined refusals and an admitted predict."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from skipswitch.serve.metrics import parse_prometheus
+    from skipswitch.serve.server import run_in_thread
+
+    app = _app(engine)
+    asgi_refusals = []
+    refusal = app.intake.queue_full
+
+    async def recorded(scope, receive, send):
+        asgi_refusals.append(scope["path"])
+        await refusal(scope, receive, send)
+
+    body = json.dumps({"inputs": ONE, "deadline_ms": 1000}).encode()
+    post = (f"POST /v1/predict?x=1 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with run_in_thread(app) as url:
+        assert isinstance(app.state.uvicorn_server.config.http, type), "the installed uvicorn lacks the fast path"
+        app.intake.queue_full = recorded
+        scheduler = app.state.scheduler
+        capacity, scheduler.capacity = scheduler.capacity, 0  # every predict now finds the queue full
+        parts = urlsplit(url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock, sock.makefile("rb") as answers:
+            sock.sendall(post)  # the headers alone: refused before the body is sent
+            status, answer = _read_answer(answers)
+            assert status == 503 and json.loads(answer)["reason"] == "queue_full", answer
+            sock.sendall(body + b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")  # the late body is dropped
+            status, answer = _read_answer(answers)
+            assert status == 200 and json.loads(answer)["status"] == "ok", answer
+            sock.sendall((post + body) * 2)  # two pipelined predicts in one write
+            assert [_read_answer(answers)[0] for _ in range(2)] == [503, 503]
+            scheduler.capacity, app.intake.tokens = capacity, float(capacity)  # and a full token bucket
+            sock.sendall(post + body)
+            status, answer = _read_answer(answers)
+            assert status == 200 and json.loads(answer)["deadline_met"], answer
+        import httpx
+
+        samples = parse_prometheus(httpx.get(f"{url}/metrics").text)
+    assert asgi_refusals == []
+    assert samples['skipswitch_requests_total{outcome="rejected"}'] == 3
+    assert samples['skipswitch_refusals_total{reason="queue_full",status="503"}'] == 3
+    assert samples['skipswitch_requests_total{outcome="ok"}'] == 1

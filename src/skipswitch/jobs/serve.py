@@ -109,7 +109,7 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
 
     from ..serve.engine import ServingEngine
     from ..serve.policy import make_policy
-    from ..serve.server import LOOPBACK_HOSTS, create_app, draining_server, loopback_socket
+    from ..serve.server import LOOPBACK_HOSTS, create_app, draining_server, intake_protocol, loopback_socket
     from ..serve.worker import inference_process
 
     token = job.token or os.environ.get("SKIPSWITCH_TOKEN") or None
@@ -140,7 +140,7 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
         sock = loopback_socket(job.host, job.port) if job.host in LOOPBACK_HOSTS else None
         # No proxy-header rewriting nor access log: the server reads neither, and both cost on every request.
         config = uvicorn.Config(app, host=job.host, port=job.port, log_level="warning", timeout_graceful_shutdown=30,
-                                proxy_headers=False, access_log=False)
+                                proxy_headers=False, access_log=False, http=intake_protocol(app.intake))
         draining_server(config, app.state.scheduler).run(sockets=[sock] if sock else None)
     return ServeResult(subnets=len(engine.subnets), switches=engine.switches)
 

@@ -203,23 +203,33 @@ class Intake:
         self.tokens -= 1
         return True
 
+    def authorized(self, headers) -> bool:
+        """Whether ``headers`` (lower-case names) carry the bearer token, if one is required."""
+        return self.token is None or hmac.compare_digest(
+            dict(headers).get(b"authorization", b""), f"Bearer {self.token}".encode())
+
+    def count_rejected(self) -> None:
+        for counter in self.rejected:
+            counter.inc()
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         # Time a request waited unread in the socket is not counted; subtracting the event loop's measured
         # lag was tried and showed no clear gain on the shared machine (reliability.md), so it was dropped.
-        arrival = time.monotonic()
+        # The connection's protocol (``intake_protocol``) may have admitted it already, stamped when its
+        # first bytes were parsed.
+        admitted = scope.get("state", {}).get(ADMITTED)
+        arrival = time.monotonic() if admitted is None else admitted
         if scope["path"] == "/health":
             return await JSONResponse(self.health())(scope, receive, send)
-        if self.token is not None and not hmac.compare_digest(
-                dict(scope["headers"]).get(b"authorization", b""), f"Bearer {self.token}".encode()):
+        if not self.authorized(scope["headers"]):
             return await _refusal(self.metrics, 401, "unauthorized", "missing or wrong bearer token "
                                   "(Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         if scope["path"] != "/v1/predict" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        if not self.admit(arrival):  # cheap shedding: before the headers are decoded or the body read
-            for counter in self.rejected:
-                counter.inc()
+        if admitted is None and not self.admit(arrival):  # cheap shedding: before the headers are decoded or the body read
+            self.count_rejected()
             return await self.queue_full(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length", b"").decode("latin-1")
         if length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -246,6 +256,73 @@ class Intake:
             self.buffered -= len(body)
         scope.setdefault("state", {}).update(arrival=arrival, body=bytes(body))
         await self.app(scope, receive, send)
+
+
+ADMITTED = "skipswitch.admitted"  # scope state: the arrival stamp of a request the protocol admitted
+PREDICT_PATH = b"/v1/predict"
+
+
+class _NoWaiter:
+    """A refused request's cycle has no ASGI task waiting on its event (uvicorn sets it on disconnect)."""
+
+    def set(self) -> None:
+        pass
+
+
+def intake_protocol(intake: Intake) -> type | str:
+    """uvicorn's httptools protocol with ``Intake``'s admission moved ahead of the request cycle.
+
+    Under overload most predicts are refused; through ASGI each refusal still costs uvicorn's request
+    cycle, an asyncio task and the response's ASGI messages (~25 us of loop time on this machine, against
+    ~10 us here: docs/results/reliability.md). Here a predict is stamped when its first bytes are parsed,
+    and when its headers are complete a refusal is written straight to the socket; the body that follows
+    is discarded by the parser, and the connection stays usable. Everything else, and any request this
+    path does not take (a pipelined one, ``Expect: 100-continue``, a connection that closes, a missing
+    or wrong token: Intake answers those), goes through uvicorn and Intake as before. Without httptools,
+    or with a uvicorn whose internals differ, "auto": Intake alone admits."""
+    import inspect
+
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+    except ImportError:
+        return "auto"
+    expected = {"scope", "transport", "flow", "logger", "access_logger", "access_log", "default_headers",
+                "message_event", "expect_100_continue", "keep_alive", "on_response"}
+    if set(inspect.signature(RequestResponseCycle).parameters) != expected:
+        return "auto"
+    refusal = intake.queue_full
+    answer = (b"HTTP/1.1 503 Service Unavailable\r\n"
+              + b"".join(k + b": " + v + b"\r\n" for k, v in refusal.raw_headers) + b"\r\n" + refusal.body)
+    no_waiter = _NoWaiter()
+
+    class IntakeProtocol(HttpToolsProtocol):
+        arrival = 0.0
+
+        def on_message_begin(self) -> None:
+            self.arrival = time.monotonic()
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            if (self.parser.get_method() == b"POST" and self.url.partition(b"?")[0] == PREDICT_PATH
+                    and not self.expect_100_continue and self.parser.should_keep_alive()
+                    and (self.cycle is None or self.cycle.response_complete) and intake.authorized(self.headers)):
+                if intake.admit(self.arrival):
+                    self.scope["state"][ADMITTED] = self.arrival
+                else:
+                    intake.count_rejected()
+                    cycle = RequestResponseCycle(
+                        scope=self.scope, transport=self.transport, flow=self.flow, logger=self.logger,
+                        access_logger=self.access_logger, access_log=False, default_headers=[],
+                        message_event=no_waiter, expect_100_continue=False, keep_alive=True,
+                        on_response=self.on_response_complete)
+                    cycle.response_started = cycle.response_complete = True  # the parser drops its body
+                    self.cycle = cycle
+                    self.transport.write(answer)
+                    self.on_response_complete()
+                    return
+            super().on_headers_complete()
+
+    return IntakeProtocol
 
 
 class ServingApp(FastAPI):
@@ -403,7 +480,7 @@ def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_
     import uvicorn
 
     sock = loopback_socket(host, port)
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", http=intake_protocol(app.intake))
     server = draining_server(config, app.state.scheduler)
     app.state.uvicorn_server = server  # lets a caller stop it (should_exit) or drain it (handle_exit)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
