@@ -306,6 +306,14 @@ def test_slackfit_lookahead_degrades_to_small_subnets_at_large_batches_as_the_qu
     assert fresh.arrival_rate() == pytest.approx(200) and d.subnet.name == "s1"
     assert decide(queue, max_utilisation=1.0).subnet.name == "s2"
     assert decide(queue, lookahead=False).subnet.name == "s2"
+    # A burst's onset: 5 requests over 75 ms, then 5 in the last 25 ms: 100/s over the 0.1 s window
+    # (s2 at 40 % would do), 200/s over the burst window, where only s1 (and s0) keep up at <= 50 %.
+    burst = [_req(i, now - 0.1 + 0.015 * i, 1000) for i in range(5)] + [
+        _req(5 + i, now - 0.024 + 0.005 * i, 1000) for i in range(5)]
+    fresh = SlackFitPolicy()
+    assert fresh.decide(burst, now, engine).subnet.name == "s1" and fresh.arrival_rate() == pytest.approx(200)
+    slow = SlackFitPolicy(burst_window=None)
+    assert slow.decide(burst, now, engine).subnet.name == "s2" and slow.arrival_rate() == pytest.approx(100)
     # A cold start (everything arrived just now) reads as a high rate, not as an idle server.
     assert decide([_req(i, now, 1000) for i in range(20)]).subnet.name == "s0"
     # Batching that pays (s0: 1/2/4 ms at 1/4/16, as on a GPU): a head with 2 ms left would force a

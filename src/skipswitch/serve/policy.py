@@ -216,6 +216,22 @@ def profile_table(engine: ServingEngine, subnets: Sequence[Subnet], queued: int,
     return [Choice(by_name[n], b, by_name[n].latency_for(b) + switch_cost(engine, by_name[n])) for n, b in sorted(rows)]
 
 
+class _Window:
+    """Examples that arrived over the last ``seconds``."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.count = seconds, 0
+        self.arrivals: collections.deque[tuple[float, int]] = collections.deque()  # (arrival, examples)
+
+    def add(self, arrival: float, examples: int) -> None:
+        self.arrivals.append((arrival, examples))
+        self.count += examples
+
+    def trim(self, now: float) -> None:
+        while self.arrivals and self.arrivals[0][0] < now - self.seconds:
+            self.count -= self.arrivals.popleft()[1]
+
+
 class SlackFitPolicy(DeadlinePolicy):
     """SlackFit: bucketed latency profile, slack of the most urgent request, queue kept feasible.
 
@@ -235,41 +251,45 @@ class SlackFitPolicy(DeadlinePolicy):
     name = "slackfit"
 
     def __init__(self, shed: bool = True, buckets: int = 10, lookahead: bool = True, rate_window: float = 0.1,
-                 max_utilisation: float = 0.5):
+                 max_utilisation: float = 0.5, burst_window: float | None = 0.025):
         if buckets < 1:
             raise SkipswitchError(f"SlackFit needs at least one latency bucket, got {buckets}")
         super().__init__(shed)
         self.buckets = buckets
         self.lookahead = lookahead
         self.rate_window = rate_window
+        self.burst_window = burst_window
         self.max_utilisation = max_utilisation
         self._now = 0.0
-        self._arrived = 0  # examples in self._arrivals
-        self._arrivals: collections.deque[tuple[float, int]] = collections.deque()  # (arrival, examples)
+        self._windows = [_Window(rate_window)] + ([_Window(burst_window)] if burst_window else [])
         self._newest = -1  # the largest request id seen (the scheduler numbers requests in arrival order)
         self._first: float | None = None  # the first arrival seen: until a window has passed, a shorter one
 
     def decide(self, queue: Sequence[Request], now: float, engine: ServingEngine) -> Decision:
+        new = []
         for r in reversed(queue):  # arrival order: the new requests are at the end
             if r.id <= self._newest:
                 break
-            self._arrivals.append((r.arrival, r.size))
-            self._arrived += r.size
+            new.append(r)
+        for r in reversed(new):  # oldest first, so that a window trims from its left
+            for w in self._windows:
+                w.add(r.arrival, r.size)
             self._first = r.arrival if self._first is None else min(self._first, r.arrival)
         self._newest = max(self._newest, queue[-1].id)
-        while self._arrivals and self._arrivals[0][0] < now - self.rate_window:
-            self._arrived -= self._arrivals.popleft()[1]
+        for w in self._windows:
+            w.trim(now)
         self._now = now
         return super().decide(queue, now, engine)
 
     def arrival_rate(self) -> float:
-        """Examples per second that arrived over the last ``rate_window`` seconds (over the time
-        since the first arrival while that is shorter, at least 10 ms: a cold start must not
-        read as an idle server)."""
+        """Examples per second that arrived over the last ``rate_window`` seconds, or over the last
+        ``burst_window`` if that is higher: the onset of a burst shows there a few times sooner, and
+        the policy moves to the subnets that keep up before the burst has queued (a lull still
+        lowers the rate only as the long window empties). Over the time since the first arrival
+        while that is shorter, at least 10 ms: a cold start must not read as an idle server."""
         if self._first is None:
             return 0.0
-        window = min(self.rate_window, max(self._now - self._first, 0.01))
-        return self._arrived / window
+        return max(w.count / min(w.seconds, max(self._now - self._first, 0.01)) for w in self._windows)
 
     def choose(self, table: Sequence[Choice], slack: float, among: Sequence[Choice] | None = None) -> Choice | None:
         """The SlackFit pick for ``slack`` seconds from ``among`` (default: all of ``table``;
