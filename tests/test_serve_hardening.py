@@ -653,3 +653,26 @@ def test_the_protocol_refuses_before_the_request_cycle_and_keeps_the_connection(
     assert samples['skipswitch_requests_total{outcome="rejected"}'] == 3
     assert samples['skipswitch_refusals_total{reason="queue_full",status="503"}'] == 3
     assert samples['skipswitch_requests_total{outcome="ok"}'] == 1
+
+
+def test_without_the_protocol_intake_refuses_the_same_way(engine, monkeypatch):
+    """The ASGI path (no httptools protocol: another server, or a uvicorn whose request cycle differs) answers
+    a predict it cannot admit with the same 503, and the protocol is not used when uvicorn's cycle differs."""
+    from fastapi.testclient import TestClient
+    from uvicorn.protocols.http import httptools_impl
+
+    from skipswitch.serve.server import intake_protocol
+
+    app = _app(engine)
+    with TestClient(app) as client:
+        app.state.scheduler.capacity = 0
+        refused = client.post("/v1/predict", json={"inputs": ONE})
+    assert refused.status_code == 503 and refused.content == app.intake.queue_full.body
+    assert isinstance(intake_protocol(app.intake), type)
+
+    class OtherCycle:  # a uvicorn release whose request cycle takes other arguments
+        def __init__(self, scope, transport):
+            pass
+
+    monkeypatch.setattr(httptools_impl, "RequestResponseCycle", OtherCycle)
+    assert intake_protocol(app.intake) == "auto"
