@@ -102,7 +102,7 @@ def test_sigterm_stops_demo_during_its_serving_step_cleanly(tmp_path):
         finally:
             demo.kill()
     text = log.read_text()
-    assert demo.returncode == 130, text
+    assert demo.returncode == 130, f"rc {demo.returncode}: {text}"
     assert "Traceback" not in text, text
     assert text.strip().splitlines()[-1] == "interrupted; rerun the same command to resume from the unfinished step"
     assert stop_s < 10, stop_s
