@@ -223,7 +223,7 @@ class Intake:
         arrival = time.monotonic() if admitted is None else admitted
         if scope["path"] == "/health":
             return await JSONResponse(self.health())(scope, receive, send)
-        if not self.authorized(scope["headers"]):
+        if admitted is None and not self.authorized(scope["headers"]):  # the protocol admits only with the token
             return await _refusal(self.metrics, 401, "unauthorized", "missing or wrong bearer token "
                                   "(Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         if scope["path"] != "/v1/predict" or scope["method"] != "POST":
