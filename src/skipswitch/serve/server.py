@@ -35,6 +35,7 @@ from .scheduler import QueueFull, Result, Scheduler, Shed, ShuttingDown
 
 NPY_TYPES = ("application/x-npy", "application/octet-stream", "application/npy")
 MAX_BODY_BYTES = 16 * 1024 * 1024
+PREDICT_PATH = "/v1/predict"
 MAX_BUFFERED_BYTES = 4 * MAX_BODY_BYTES  # request bodies held at once, all uploads together
 
 # One example or a batch: nested lists of numbers. Strict, so a JSON true/false is refused, not read as 1/0.
@@ -226,7 +227,7 @@ class Intake:
         if admitted is None and not self.authorized(scope["headers"]):  # the protocol admits only with the token
             return await _refusal(self.metrics, 401, "unauthorized", "missing or wrong bearer token "
                                   "(Authorization: Bearer <token>)", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
-        if scope["path"] != "/v1/predict" or scope["method"] != "POST":
+        if scope["path"] != PREDICT_PATH or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         if admitted is None and not self.admit(arrival):  # cheap shedding: before the headers are decoded or the body read
             self.count_rejected()
@@ -259,7 +260,6 @@ class Intake:
 
 
 ADMITTED = "skipswitch.admitted"  # scope state: the arrival stamp of a request the protocol admitted
-PREDICT_PATH = b"/v1/predict"
 
 
 class _NoWaiter:
@@ -293,7 +293,7 @@ def intake_protocol(intake: Intake) -> type | str:
     refusal = intake.queue_full
     answer = (b"HTTP/1.1 503 Service Unavailable\r\n"
               + b"".join(k + b": " + v + b"\r\n" for k, v in refusal.raw_headers) + b"\r\n" + refusal.body)
-    no_waiter = _NoWaiter()
+    no_waiter, predict_path = _NoWaiter(), PREDICT_PATH.encode()
 
     class IntakeProtocol(HttpToolsProtocol):
         arrival = 0.0
@@ -303,7 +303,7 @@ def intake_protocol(intake: Intake) -> type | str:
             super().on_message_begin()
 
         def on_headers_complete(self) -> None:
-            if (self.parser.get_method() == b"POST" and self.url.partition(b"?")[0] == PREDICT_PATH
+            if (self.parser.get_method() == b"POST" and self.url.partition(b"?")[0] == predict_path
                     and not self.expect_100_continue and self.parser.should_keep_alive()
                     and (self.cycle is None or self.cycle.response_complete) and intake.authorized(self.headers)):
                 if intake.admit(self.arrival):
@@ -364,7 +364,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     app.state.scheduler = scheduler
     app.state.engine = engine
 
-    @app.post("/v1/predict", openapi_extra=PREDICT_BODY)
+    @app.post(PREDICT_PATH, openapi_extra=PREDICT_BODY)
     async def predict(request: Request):
         try:  # Intake has read the body (bounded) and stamped the arrival
             x, options = parse_predict(request.state.body, request.headers.get("content-type", ""),
