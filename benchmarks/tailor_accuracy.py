@@ -91,12 +91,12 @@ def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailo
     for variant in ("teacher", "scratch", "remover", "shortener"):
         run_dir = base / variant
         results = run_dir / "results.json"
-        done = results.exists() and json.loads(results.read_text()).get("status") == "ok" and (
-            run_dir / "model.safetensors").exists()
-        if done and (trained := json.loads(results.read_text())["train_config"]["epochs"]) != epochs:
+        finished = json.loads(results.read_text()) if results.exists() else {}
+        done = finished.get("status") == "ok" and (run_dir / "model.safetensors").exists()
+        if done and (trained := finished["train_config"]["epochs"]) != epochs:
             raise SystemExit(f"error: {run_dir} was trained for {trained} epochs, this cell's budget is {epochs}; "
                              "move it away or give another --work")
-        if done and (precision := json.loads(results.read_text())["train_config"].get("amp", "off")) != amp:
+        if done and (precision := finished["train_config"].get("amp", "off")) != amp:
             raise SystemExit(f"error: {run_dir} was trained with --amp {precision}, this grid asks for {amp}; "
                              "give another --work")
         if not done and not train:
