@@ -83,7 +83,7 @@ def cached(path: Path, make) -> dict:
 
 def train_shared(name: str, seed: int, s: dict, args, work: Path) -> dict:
     epochs = s["epochs"] if args.strategy == "ofa" else s["supernet_epochs"]  # ofa: the full network's
-    config = TrainConfig(epochs=epochs, batch_size=s["batch_size"], lr=s["lr"], seed=seed)
+    config = TrainConfig(epochs=epochs, batch_size=s["batch_size"], lr=s["lr"], seed=seed, amp=args.amp)
     meter = ComputeMeter()
     run_dir = work / f"{name}-s{seed}-supernet"
     _, run = train_supernet("resnet-cifar", name, config=config, out_dir=run_dir, space_args=s["space_args"],
@@ -95,8 +95,8 @@ def train_shared(name: str, seed: int, s: dict, args, work: Path) -> dict:
             "lr": run.history[0]["lr"]}
 
 
-def train_scratch(name: str, seed: int, s: dict, config_dict: dict, space, out: Path) -> dict:
-    config = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=seed)
+def train_scratch(name: str, seed: int, s: dict, config_dict: dict, space, out: Path, amp: str = "off") -> dict:
+    config = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"], seed=seed, amp=amp)
     cfg = SubnetConfig.from_dict(config_dict, space)
     dataset = load_dataset(name, seed=seed)
     meter = ComputeMeter()
@@ -146,7 +146,7 @@ def fitted_epochs(name: str, s: dict, picks: list[dict], n_random: int) -> int:
 def run_dataset(name: str, args, work: Path) -> dict:
     s = {**SETTINGS[name], **{k: v for k, v in (("epochs", args.epochs), ("shrink_epochs", args.shrink_epochs),
                                                  ("subnets", args.subnets)) if v is not None}}
-    space = ""  # the default space keeps the cache names of earlier runs
+    space = ""  # the default space (and fp32) keeps the cache names of earlier runs
     if args.space_args and args.space_args != s["space_args"]:
         s["space_args"] = args.space_args
         space = "-" + "-".join(f"{k}{v}" for k, v in sorted(args.space_args.items()))
@@ -168,7 +168,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
     tag = f"{name}{space}-e{s['epochs']}-" + (
         f"sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
         f"{args.strategy}{s['supernet_epochs']}-r{args.n_random}" + ("-lrxn" if args.lr_per_subnet else "")
-        + ("-zr" if args.zero_init_residual else "") + (f"-sort{args.sort_every}" if args.sort_every != 1 else ""))
+        + ("-zr" if args.zero_init_residual else "") + (f"-sort{args.sort_every}" if args.sort_every != 1 else "")
+    ) + ("" if args.amp == "off" else f"-{args.amp}")
     work = work / tag
     def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
         return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
@@ -184,7 +185,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
 
     if not (picks_from or args.picks):
         found = cached(work / "search.json", run_search)
-    scratch_dir = args.work / f"{name}{space}-e{s['epochs']}-scratch"  # scratch runs do not depend on the strategy
+    # scratch runs do not depend on the strategy
+    scratch_dir = args.work / (f"{name}{space}-e{s['epochs']}-scratch" + ("" if args.amp == "off" else f"-{args.amp}"))
     seeds = {}
     for seed in args.seeds:
         supernet, _ = load_supernet(shared(seed)["checkpoint"])
@@ -198,7 +200,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
             cfg = SubnetConfig.from_dict(config_dict, supernet.space)
             run_name = f"s{seed}-{cfg.key().replace('|', ';')}"
             scratch = cached(scratch_dir / f"{run_name}.json",
-                             lambda: train_scratch(name, seed, s, config_dict, supernet.space, scratch_dir / run_name))
+                             lambda: train_scratch(name, seed, s, config_dict, supernet.space, scratch_dir / run_name,
+                                                   args.amp))
             if args.calibrate_scratch:  # the twin's BN statistics computed as the shared subnet's are
                 scratch = {**scratch, **recalibrated_accuracy(scratch_dir / run_name / "model.safetensors",
                                                               dataset, calibration)}
@@ -287,7 +290,9 @@ def report(results: list[dict], args, command: str) -> str:
         " rate and seed; the scratch twins are evaluated "
         + ("after the same BN recomputation" if args.calibrate_scratch else
            "with the running BN statistics of their training") + ". Test-split accuracy, mean ± std over seeds"
-        f" {', '.join(map(str, args.seeds))}.",
+        f" {', '.join(map(str, args.seeds))}"
+        + (f"; every training run (supernet and scratch) under {args.amp} autocast (mixed precision)"
+           if args.amp != "off" else "") + ".",
         "- Compute: multiply-accumulates of training, counted by `ComputeMeter` (`torch.utils.flop_counter` forward"
         " MACs per image of each architecture run, x3 for a trained forward+backward, x1 for the teacher's no-grad"
         " forward); per-epoch validation, BN recalibration and the search are not counted on either side.",
@@ -385,6 +390,9 @@ def main() -> None:
     parser.add_argument("--calibrate-scratch", action="store_true",
                         help="recompute the scratch twins' BN statistics the same way before evaluating them"
                         " (default: the running statistics their training left)")
+    parser.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                        help="mixed precision of every training run, supernet and scratch (on a CPU with AMX, bf16 "
+                        "trains ~2x faster; docs/tailor.md); its runs are cached apart from fp32's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids contention on shared cores)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-supernet-pareto")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "supernet_pareto.md")

@@ -155,6 +155,7 @@ def _local_train(tensors, task: ClientTask, partition_id):
     from ..data import iterate_batches
     from ..supernet import weight_regions
     from ..training import TrainConfig, make_optimizer, train_step
+    from ..training.device import Runtime
     from .aggregate import slice_state
 
     dataset, split = client_data(task, partition_id)
@@ -168,7 +169,9 @@ def _local_train(tensors, task: ClientTask, partition_id):
         for name, box in regions.items():
             own[name][tuple(slice(*r) for r in box)].copy_(tensors[name])
     config = TrainConfig(epochs=task.local_epochs, batch_size=task.batch_size, lr=task.lr, momentum=task.momentum,
-                         weight_decay=task.weight_decay, seed=task.seed)
+                         weight_decay=task.weight_decay, seed=task.seed, amp=task.amp, device="cpu")
+    # The runtime brings the autocast and fp16's loss scaling; a client trains on the CPU, in one process.
+    runtime = Runtime(config) if config.amp != "off" else None
     # A fresh optimizer: SGD momentum restarts every round (see FedConfig.momentum).
     optimizer = make_optimizer(model, config)
     server_round = task.server_round
@@ -182,7 +185,7 @@ def _local_train(tensors, task: ClientTask, partition_id):
         for x, y in iterate_batches(split, config.batch_size, shuffle=True, augment=dataset.augment,
                                     seed=batch_seed, epoch=epoch):
             loss, batch_correct = train_step(model, optimizer, loss_fn, x, y,
-                                             f"on client {partition_id} in round {server_round}")
+                                             f"on client {partition_id} in round {server_round}", runtime)
             loss_sum += loss * y.shape[0]
             correct += batch_correct
             seen += int(y.shape[0])

@@ -199,7 +199,7 @@ class SupernetStrategy(Strategy):
             local_epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr_at(server_round),
             momentum=cfg.momentum, weight_decay=cfg.weight_decay, client_subnets=cfg.client_subnets,
             random_subnets=cfg.client_random_subnets, kd=cfg.client_targets == "kd", kd_temperature=cfg.kd_temperature,
-            logit_adjustment=cfg.logit_adjustment,
+            logit_adjustment=cfg.logit_adjustment, amp=cfg.amp,
             fault=fault, deadline=deadline)
 
     def configure_train(self, server_round: int, arrays, config, grid) -> Iterable:

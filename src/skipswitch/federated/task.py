@@ -22,8 +22,8 @@ TASK_KEY = "task"
 
 class ClientTask(VersionedFile):
     kind: Literal["skipswitch.client-task"] = "skipswitch.client-task"
-    # 2: client sandwich training (client_subnets, random_subnets, kd, kd_temperature); 3: logit_adjustment
-    version: Literal[3] = 3
+    # 2: client sandwich training (client_subnets, random_subnets, kd, kd_temperature); 3: logit_adjustment; 4: amp
+    version: Literal[4] = 4
     server_round: int = Field(ge=1)
     subnet: dict[str, Any]  # SubnetConfig.to_dict()
     space: dict[str, Any]  # ElasticSpace.to_dict()
@@ -42,6 +42,7 @@ class ClientTask(VersionedFile):
     lr: float
     momentum: float
     weight_decay: float
+    amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision of the local steps
     # which subnets within ``subnet`` (the largest the client may train) each step trains
     client_subnets: Literal["fixed", "sampled"] = "fixed"
     random_subnets: int = Field(2, ge=0)
