@@ -66,9 +66,11 @@ TAILOR = {name: field.default for name, field in TailorJob.model_fields.items()}
 
 
 def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailor_lr: float,
-             train: bool = True, teacher_warmup: int = 0, amp: str = "off") -> dict[str, float]:
+             train: bool = True, teacher_warmup: int = 0, amp: str = "off",
+             variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
     """Train the four variants (or reuse finished runs); return test accuracy per variant.
-    With ``train=False`` only finished runs are read."""
+    With ``train=False`` only finished runs are read; only ``variants`` are trained, the others read
+    if they have finished (so one seed's runs can go to several processes)."""
     base = work / dataset / model / f"seed{seed}"
     teacher_cfg = TrainConfig(epochs=epochs, lr=0.1, seed=seed, warmup_epochs=teacher_warmup, amp=amp)
     student_cfg = TrainConfig(epochs=epochs, lr=tailor_lr, seed=seed, amp=amp)
@@ -99,8 +101,11 @@ def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailo
         if done and (precision := finished["train_config"].get("amp", "off")) != amp:
             raise SystemExit(f"error: {run_dir} was trained with --amp {precision}, this grid asks for {amp}; "
                              "give another --work")
-        if not done and not train:
+        if not done and not (train and variant in variants):
             continue
+        if not done and variant in ("remover", "shortener") and "teacher" not in accs:
+            raise SystemExit(f"error: the {variant} of {base} needs its teacher, which has not finished; "
+                             "train it first (--variants teacher)")
         if not done:
             start = time.perf_counter()
             jobs[variant](run_dir)
@@ -195,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
                         help="mixed precision of every run (on a CPU with AMX, bf16 trains a torchvision ResNet-18 "
                              "~2.3x faster than fp32)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="train only these (the others are read if finished), e.g. to run one seed's teacher and "
+                             "scratch in two processes, then its remover and shortener")
     parser.add_argument("--skip", default="", help="dataset/model cells to leave out, e.g. mnist5k/resnet56")
     parser.add_argument("--work", type=Path, default=Path("runs/bench_tailor"))
     parser.add_argument("--report-only", action="store_true", help="train nothing; report the runs that finished")
@@ -202,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.epoch_budget = {k: int(v) for k, v in (item.split("=") for item in args.epochs.split(","))}
     skip = {s for s in args.skip.split(",") if s}
+    variants = tuple(v for v in args.variants.split(",") if v)
+    if unknown := [v for v in variants if v not in VARIANTS]:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if not args.report_only:
         for dataset in args.datasets.split(","):
             for model in args.models.split(","):
@@ -216,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             for seed in map(int, args.seeds.split(",")):
                 accs = run_cell(args.work, dataset, model, seed, epochs_for(args.epoch_budget, dataset, model), args.tailor_lr,
-                                train=not args.report_only, teacher_warmup=args.teacher_warmup_epochs, amp=args.amp)
+                                train=not args.report_only, teacher_warmup=args.teacher_warmup_epochs, amp=args.amp,
+                                variants=variants)
                 for variant, acc in accs.items():
                     cell[variant].append(acc)
                 write_report(args.out, grid, args, "python " + " ".join(sys.argv))
