@@ -22,14 +22,14 @@ def test_torchvision_resnet18_skip_modes_through_fx(mode, skips, long):
 
 
 def test_rewritten_long_block_computes_torchvision_block():
-    """The fx-written long block must equal torchvision's own BasicBlock (with its += add)."""
-    from skipswitch.models.torchvision_resnet import _block_graph
+    """Our long block holding torchvision's weights computes torchvision's own block (basic and bottleneck, its += add)."""
+    from skipswitch.models.torchvision_resnet import _our_block
 
     torch.manual_seed(0)
     for block in (torchvision.models.resnet18().layer2[0], torchvision.models.resnet50().layer1[0]):
         block.eval()
         x = torch.randn(2, block.conv1.in_channels, 8, 8)
-        rewritten = _block_graph(block, "long").eval()
+        rewritten = _our_block(block, "long").eval()
         torch.testing.assert_close(rewritten(x), block(x), rtol=1e-5, atol=1e-5)
 
 

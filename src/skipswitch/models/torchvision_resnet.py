@@ -44,8 +44,6 @@ def _our_block(block: nn.Module, mode: str) -> ResidualBlock:
     return ours
 
 
-_block_graph = _our_block  # the name tests/test_torchvision_tailor.py imports
-
 
 class TorchvisionResNet(nn.Module):
     """A torchvision ResNet behind the skip-mode API of our ResNet (``blocks``, ``skip_modes``,
