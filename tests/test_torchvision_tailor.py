@@ -33,6 +33,21 @@ def test_rewritten_long_block_computes_torchvision_block():
         torch.testing.assert_close(rewritten(x), block(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_small_input_models_convert_with_hls4ml_and_compute_torchvisions_forward(arch, tmp_path):
+    """Below 64 px the max pool is left out of the forward (not run as an Identity, which hls4ml cannot
+    convert); the output is the one torchvision's own forward gives, and hls4ml's converter takes the model."""
+    hls4ml = pytest.importorskip("hls4ml")
+    model = _tv("short", arch).eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), model.net(x))  # torchvision's forward through the Identity
+    config = hls4ml.utils.config_from_pytorch_model(model, (1, 8, 8), granularity="name", backend="Vitis")
+    hls_model = hls4ml.converters.convert_from_pytorch_model(model, hls_config=config, output_dir=str(tmp_path),
+                                                             backend="Vitis", io_type="io_stream")
+    assert not [layer for layer in hls_model.get_layers() if "maxpool" in layer.name]
+
+
 def test_parameters_state_dict_and_checkpoint_roundtrip(tmp_path):
     from skipswitch.checkpoint import load_model, save_model
 

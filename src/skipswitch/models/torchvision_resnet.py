@@ -112,7 +112,14 @@ class TorchvisionResNet(nn.Module):
                 "input_size": list(self.input_size), "skip_modes": self.skip_modes}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        # torchvision's forward, without the max pool below 64 px (``net.maxpool`` stays an Identity for
+        # code that calls ``self.net``): hls4ml has no Identity layer, so the traced graph must not hold one.
+        net = self.net
+        x = net.relu(net.bn1(net.conv1(x)))
+        if not isinstance(net.maxpool, nn.Identity):
+            x = net.maxpool(x)
+        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        return net.fc(torch.flatten(net.avgpool(x), 1))
 
 
 def _register(arch: str) -> None:
