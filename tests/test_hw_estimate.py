@@ -172,6 +172,34 @@ def test_cli_estimate_from_checkpoint(cli, tmp_path):
     assert len(report["modes"]["checkpoint"]["skips"]) == 1 + 2
 
 
+def test_cli_estimate_from_checkpoint_uses_its_weights_at_reuse_factor_1(cli, tmp_path):
+    """With --checkpoint the constant-coefficient rule sees the checkpoint's weights: every weight a power
+    of two (a shift) leaves no multiplier in any skip mode's shared layers, where the same architecture
+    without weights needs one per product; the long mode equals the API's estimate with those weights."""
+    from skipswitch.checkpoint import save_model
+    from skipswitch.fpga.dataflow import EstimatorConfig, estimate_graph, layer_weights
+
+    model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                module.weight.fill_(0.25)
+    save_model(tmp_path / "m.safetensors", model, {})
+    args = ("--reuse-factor", "1", "--precision", "16")
+    code, _, err = cli("hw", "estimate", "--checkpoint", tmp_path / "m.safetensors", *args, "--out", tmp_path / "w")
+    assert code == 0, err
+    code, _, err = cli("hw", "estimate", "--model", "resnet8", "--num-classes", "10", "--in-channels", "1",
+                       "--input-size", "8", *args, "--out", tmp_path / "n")
+    assert code == 0, err
+    weighted, bare = (json.loads((tmp_path / d / "estimate.json").read_text())["modes"] for d in ("w", "n"))
+    for mode in ("long", "short", "none"):
+        assert weighted[mode]["total"]["dsp"] < bare[mode]["total"]["dsp"] or \
+            weighted[mode]["total"]["lut"] < bare[mode]["total"]["lut"], mode
+    graph = trace(model)
+    api = estimate_graph(graph, EstimatorConfig(precision=16, reuse_factor=1), "zu7ev", weights=layer_weights(model, graph))
+    assert weighted["long"]["total"] == api.total.to_dict()
+
+
 @pytest.mark.parametrize(
     "argv,message",
     [(["--part", "zu9000"], "unknown FPGA part 'zu9000'"), (["--precision", "1"], "invalid precision=1"),

@@ -712,9 +712,11 @@ class Comparison:
 
 
 def compare_graphs(graphs: dict[str, NetworkGraph], config: EstimatorConfig | None = None,
-                   part: str | Part = "zu7ev") -> Comparison:
+                   part: str | Part = "zu7ev", weights: dict[str, dict] | None = None) -> Comparison:
+    """Estimate each mode's graph; ``weights``: per mode, as :func:`estimate_graph` takes them."""
     part = part if isinstance(part, Part) else get_part(part)
-    estimates = {mode: estimate_graph(g, config, part) for mode, g in graphs.items()}
+    weights = weights or {}
+    estimates = {mode: estimate_graph(g, config, part, weights=weights.get(mode)) for mode, g in graphs.items()}
     name = next(iter(graphs.values())).model_name if graphs else ""
     return Comparison(name, part, config or EstimatorConfig(), estimates)
 

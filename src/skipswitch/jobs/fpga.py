@@ -14,7 +14,9 @@ from .base import JobConfig, JobResult
 
 class EstimateJob(JobConfig):
     model: str = Field("resnet20", description="Registry model name (ignored with --checkpoint).")
-    checkpoint: Optional[Path] = Field(None, description="Estimate this checkpoint's architecture instead.")
+    checkpoint: Optional[Path] = Field(None, description="Estimate this checkpoint's architecture instead, with its weights "
+                                       "(reuse factor 1: a zero weight needs no product, a one- or two-digit weight a shift or an adder) in every skip mode's "
+                                       "layers that the checkpoint holds.")
     precision: int = Field(16, ge=2, le=32, description="Fixed-point bits of weights and activations (8 and 16 are the defaults studied).")
     part: str = Field("zu7ev", description="FPGA part: zu3eg, zu7ev, xcu280, xcvu13p.")
     reuse_factor: Optional[int] = Field(None, ge=1, le=1_000_000, description="hls4ml reuse factor for every layer [default: the layer's fan-in].")
@@ -74,9 +76,12 @@ class Hls4mlResult(JobResult):
     synthesis: Optional[dict[str, Any]] = None
 
 
-def _graphs_from_checkpoint(checkpoint: Path) -> dict:
-    """The checkpoint's architecture in long/short/none (plus its own skip modes when they are mixed)."""
+def _graphs_from_checkpoint(checkpoint: Path) -> tuple[dict, dict]:
+    """The checkpoint's architecture in long/short/none (plus its own skip modes when they are mixed),
+    and per mode the checkpoint's weights of the layers that mode shares with it (same IR name and
+    shape; a layer the checkpoint lacks, e.g. a shortened bottleneck's new projection, gets none)."""
     from ..checkpoint import load_model
+    from ..fpga.dataflow import layer_weights
     from ..graph import trace
     from ..models import create_model_from_config
 
@@ -84,13 +89,17 @@ def _graphs_from_checkpoint(checkpoint: Path) -> dict:
     config = getattr(model, "config", None)
     if config is None:
         raise SkipswitchError(f"checkpoint {checkpoint} holds a model without a skip-mode config")
-    graphs = {}
+    own = trace(model, name=config["name"])
+    held = layer_weights(model, own)
+    graphs, weights = {}, {}
     for mode in ("long", "short", "none"):
         variant = create_model_from_config({**config, "skip_modes": [mode] * len(config["skip_modes"])})
         graphs[mode] = trace(variant, name=config["name"])
+        weights[mode] = {name: held[name] for name, w in layer_weights(variant, graphs[mode]).items()
+                         if name in held and held[name].shape == w.shape}
     if len(set(config["skip_modes"])) > 1:
-        graphs["checkpoint"] = trace(model, name=config["name"])
-    return graphs
+        graphs["checkpoint"], weights["checkpoint"] = own, held
+    return graphs, weights
 
 
 def estimate(job: EstimateJob):
@@ -107,13 +116,14 @@ def estimate(job: EstimateJob):
                              skip_fifo_impl=job.skip_fifo_impl, lut_mult_max_bits=job.lut_mult_max_bits,
                              fifo_depth_policy=job.fifo_depth_policy, lutram_max_depth=job.lutram_max_depth,
                              strategy=job.strategy)
+    weights = None
     if job.checkpoint is not None:
-        graphs = _graphs_from_checkpoint(job.checkpoint)
+        graphs, weights = _graphs_from_checkpoint(job.checkpoint)
     else:
         graphs = {mode: trace(create_model(job.model, num_classes=job.num_classes, in_channels=job.in_channels,
                                            input_size=job.input_size, skip_mode=mode), name=job.model)
                   for mode in ("long", "short", "none")}
-    comparison = compare_graphs(graphs, config, part)
+    comparison = compare_graphs(graphs, config, part, weights)
     result = EstimateResult(**comparison.to_dict())
     if job.out is not None:
         result.save(job.out / "estimate.json")
