@@ -46,7 +46,10 @@ def alteration_every(model: str, epochs: int) -> int:
 
 def epochs_for(budget: dict[str, int], dataset: str, model: str) -> int:
     """The cell's budget: a ``dataset/model`` entry overrides the dataset's."""
-    return budget.get(f"{dataset}/{model}", budget[dataset])
+    for key in (f"{dataset}/{model}", dataset):
+        if key in budget:
+            return budget[key]
+    raise SystemExit(f"error: --epochs gives no budget for {dataset}/{model}; add {dataset}=N or {dataset}/{model}=N")
 
 
 def schedule_misfit(dataset: str, model: str, epochs: int) -> str | None:
