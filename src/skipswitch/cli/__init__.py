@@ -151,6 +151,16 @@ def main() -> None:
         _main()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _forget_caught_interrupts()
+
+
+def _forget_caught_interrupts() -> None:
+    """CPython (3.8+) ends a process by SIGINT when its flag for an unhandled Ctrl-C is set, and
+    ``exec`` of a string sets that flag whenever a KeyboardInterrupt leaves it, even one caught later:
+    our SIGTERM handler's KeyboardInterrupt landing while, say, an import builds a dataclass from
+    source made the demo exit by SIGINT (rc -2) after it had printed its line and chosen 130. A string
+    ``exec`` that completes clears the flag; a KeyboardInterrupt that really leaves main() sets it again."""
+    exec("")
 
 
 def _main() -> None:
