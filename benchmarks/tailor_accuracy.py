@@ -27,7 +27,7 @@ from pathlib import Path
 from skipswitch.checkpoint import atomic_write_text
 from skipswitch.jobs.training import TailorJob
 from skipswitch.models import create_model
-from skipswitch.tailor import run_tailor
+from skipswitch.tailor import AlterationSchedule, run_tailor
 from skipswitch.tailor.schedule import recommended_every
 from skipswitch.training import TrainConfig
 from skipswitch.training.run import train_model
@@ -50,6 +50,13 @@ def epochs_for(budget: dict[str, int], dataset: str, model: str) -> int:
         if key in budget:
             return budget[key]
     raise SystemExit(f"error: --epochs gives no budget for {dataset}/{model}; add {dataset}=N or {dataset}/{model}=N")
+
+
+def pace_warning(dataset: str, model: str, epochs: int) -> str | None:
+    """The tailor job's own advice when the cell's alterations run past two thirds of its epochs."""
+    net = create_model(model, num_classes=10, in_channels=1, input_size=8)
+    advice = AlterationSchedule(net, "remove", alteration_every(model, epochs)).pace_advice(epochs)
+    return f"warning: {dataset}/{model}: {advice}" if advice else None
 
 
 def schedule_misfit(dataset: str, model: str, epochs: int) -> str | None:
@@ -219,9 +226,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         for dataset in args.datasets.split(","):
             for model in args.models.split(","):
-                if f"{dataset}/{model}" not in skip and (
-                        why := schedule_misfit(dataset, model, epochs_for(args.epoch_budget, dataset, model))):
+                if f"{dataset}/{model}" in skip:
+                    continue
+                epochs = epochs_for(args.epoch_budget, dataset, model)
+                if why := schedule_misfit(dataset, model, epochs):
                     parser.error(why)
+                if warning := pace_warning(dataset, model, epochs):
+                    print(warning, file=sys.stderr, flush=True)
     grid: dict = {}
     for dataset in args.datasets.split(","):
         for model in args.models.split(","):
