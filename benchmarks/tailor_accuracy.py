@@ -189,9 +189,9 @@ def write_report(path: Path, grid: dict, args, command: str) -> None:
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "## Misses", ""]
     lines += [f"- {m}" for m in misses] or ["- none among the cells that ran"]
-    not_run = [f"{d}/{m}" for (d, m), cell in grid.items() if not cell["teacher"]]
-    if not_run:
-        lines += ["", "Cells with no finished run: " + ", ".join(not_run) + "."]
+    no_teacher = [f"{d}/{m}" for (d, m), cell in grid.items() if not cell["teacher"]]
+    if no_teacher:  # no gap to judge (with --variants a cell may hold other finished runs)
+        lines += ["", "Cells without a finished teacher: " + ", ".join(no_teacher) + "."]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
