@@ -77,7 +77,7 @@ TAILOR = {name: field.default for name, field in TailorJob.model_fields.items()}
 
 def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailor_lr: float,
              train: bool = True, teacher_warmup: int = 0, amp: str = "off",
-             variants: tuple[str, ...] = VARIANTS) -> dict[str, float]:
+             variants: tuple[str, ...] = VARIANTS, teacher_zero_init: bool = False) -> dict[str, float]:
     """Train the four variants (or reuse finished runs); return test accuracy per variant.
     With ``train=False`` only finished runs are read; only ``variants`` are trained, the others read
     if they have finished (so one seed's runs can go to several processes)."""
@@ -93,7 +93,8 @@ def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailo
                                     every=every, quiet=True, resume=True, **settings)
 
     jobs = {
-        "teacher": lambda d: train_model(model, dataset, config=teacher_cfg, out_dir=d, quiet=True, resume=True),
+        "teacher": lambda d: train_model(model, dataset, config=teacher_cfg, out_dir=d, quiet=True, resume=True,
+                                         zero_init_residual=teacher_zero_init),
         "scratch": lambda d: train_model(model, dataset, config=teacher_cfg, out_dir=d, skip_mode="none",
                                          quiet=True, resume=True),
         "remover": student("remove"),
@@ -108,6 +109,9 @@ def run_cell(work: Path, dataset: str, model: str, seed: int, epochs: int, tailo
         if done and (trained := finished["train_config"]["epochs"]) != epochs:
             raise SystemExit(f"error: {run_dir} was trained for {trained} epochs, this cell's budget is {epochs}; "
                              "move it away or give another --work")
+        if done and variant == "teacher" and finished.get("zero_init_residual", False) != teacher_zero_init:
+            raise SystemExit(f"error: {run_dir} was trained {'with' if not teacher_zero_init else 'without'} "
+                             "--teacher-zero-init-residual, this grid asks otherwise; give another --work")
         if done and (precision := finished["train_config"].get("amp", "off")) != amp:
             raise SystemExit(f"error: {run_dir} was trained with --amp {precision}, this grid asks for {amp}; "
                              "give another --work")
@@ -145,6 +149,8 @@ def write_report(path: Path, grid: dict, args, command: str) -> None:
         f"- Protocol: every variant gets the same epoch budget per dataset or dataset/model cell ({', '.join(f'{d}: {e}' for d, e in args.epoch_budget.items())});"
         " teacher and scratch: SGD lr 0.1, Nesterov 0.9, wd 1e-4, cosine, batch 64"
         + (f", lr warm-up over the first {args.teacher_warmup_epochs} epochs" if args.teacher_warmup_epochs else "")
+        + ("; the teachers' blocks start as their skips (last BN scale 0, Goyal et al. 2017)"
+           if args.teacher_zero_init_residual else "")
         + (f"; every run under {args.amp} autocast (mixed precision)" if args.amp != "off" else "") + "; Tailor students start from"
         f" the teacher, KD = {TAILOR['alpha']}*{kd_term}+{1 - TAILOR['alpha']:.2f}*CE, lr {args.tailor_lr},"
         f" warm-up {TAILOR['warmup_steps']} steps after each alteration, gradient norm clipped to"
@@ -210,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
                         help="mixed precision of every run (on a CPU with AMX, bf16 trains a torchvision ResNet-18 "
                              "~2.3x faster than fp32)")
+    parser.add_argument("--teacher-zero-init-residual", action="store_true",
+                        help="start every teacher block as its skip (last BN scale 0, Goyal et al. 2017); a CIFAR-style "
+                             "torchvision:resnet50 blows up in its first epoch without it (docs/tailor.md)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="train only these (the others are read if finished), e.g. to run one seed's teacher and "
                              "scratch in two processes, then its remover and shortener")
@@ -242,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             for seed in map(int, args.seeds.split(",")):
                 accs = run_cell(args.work, dataset, model, seed, epochs_for(args.epoch_budget, dataset, model), args.tailor_lr,
                                 train=not args.report_only, teacher_warmup=args.teacher_warmup_epochs, amp=args.amp,
-                                variants=variants)
+                                variants=variants, teacher_zero_init=args.teacher_zero_init_residual)
                 for variant, acc in accs.items():
                     cell[variant].append(acc)
                 write_report(args.out, grid, args, "python " + " ".join(sys.argv))

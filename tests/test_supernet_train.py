@@ -142,7 +142,7 @@ def test_lr_per_subnet_scales_the_averaged_sandwich_to_the_summed_step(tmp_path)
 
 
 def test_zero_init_residuals_starts_every_block_as_its_shortcut():
-    from skipswitch.supernet.bn import zero_init_residuals
+    from skipswitch.models.resnet import zero_init_residuals
 
     torch.manual_seed(0)
     net = ElasticResNet(get_space("resnet-cifar", max_depth=2)).eval()

@@ -153,3 +153,24 @@ def test_tailor_on_torchvision_resnet18_stays_finite_and_near_the_teacher(tmp_pa
         assert math.isfinite(h["train_loss"]) and math.isfinite(h["val_loss"])
     losses = [round(h["train_loss"], 2) for h in altered]
     assert max(losses) <= teacher_loss + LOSS_BOUND, (losses, teacher_loss)
+
+
+def test_zero_init_residual_starts_every_torchvision_block_as_its_skip(tmp_path):
+    """train_model(zero_init_residual=True): each long-skip block's last BN scale starts at 0, so a
+    bottleneck computes relu(shortcut(x)); the run records it (the teacher of a CIFAR-style resnet50
+    blows up in its first epoch without it)."""
+    import json
+
+    from skipswitch.models.resnet import zero_init_residuals
+    from skipswitch.training import TrainConfig
+    from skipswitch.training.run import train_model
+
+    model = _tv("long", "resnet50").eval()
+    assert zero_init_residuals(model) == len(model.blocks()) == 16
+    block = model.blocks()[3]  # layer2.0: a strided bottleneck with a projection
+    x = torch.randn(2, block.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), torch.relu(block.shortcut(x)))
+    train_model("resnet8", "digits", config=TrainConfig(epochs=1, batch_size=256, seed=0), out_dir=tmp_path,
+                quiet=True, zero_init_residual=True)
+    assert json.loads((tmp_path / "results.json").read_text())["zero_init_residual"] is True

@@ -359,3 +359,18 @@ class ResNet(nn.Module):
         x = self.stem(x)
         x = self.stages(x)
         return self.fc(self.flatten(self.pool(x)))
+
+
+@torch.no_grad()
+def zero_init_residuals(model: nn.Module) -> int:
+    """Zero the scale of the last BN in every long-skip block's residual branch, so each
+    block starts as (relu of) its shortcut: BigNAS's initialization for training a
+    single-stage supernet at large learning rates (Yu et al., ECCV 2020, Sec. 3.2; from
+    Goyal et al. 2017). Short-skip blocks are left alone (their skips sit elsewhere).
+    Returns the blocks changed."""
+    changed = 0
+    for block in model.modules():
+        if isinstance(block, (BasicBlock, Bottleneck)) and block.skip_mode == "long":
+            nn.init.zeros_((block.bn3 if isinstance(block, Bottleneck) else block.bn2).weight)
+            changed += 1
+    return changed

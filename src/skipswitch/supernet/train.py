@@ -29,8 +29,9 @@ from torch.nn import functional as F
 
 from ..data import Dataset, iterate_batches, load_dataset
 from ..errors import SkipswitchError
+from ..models.resnet import zero_init_residuals
 from ..training import RunResult, TrainConfig, Trainer, evaluate, kl_distillation
-from .bn import recalibrate_bn, sort_channels, zero_init_residuals
+from .bn import recalibrate_bn, sort_channels
 from .elastic import ElasticResNet
 from .io import save_supernet
 from .space import ElasticSpace, SubnetConfig, get_space
