@@ -147,6 +147,7 @@ def run_dataset(name: str, args, work: Path) -> dict:
     s = {**SETTINGS[name], **{k: v for k, v in (("epochs", args.epochs), ("shrink_epochs", args.shrink_epochs),
                                                  ("subnets", args.subnets)) if v is not None}}
     space = ""  # the default space (and fp32) keeps the cache names of earlier runs
+    precision = "" if args.amp == "off" else f"-{args.amp}"
     if args.space_args and args.space_args != s["space_args"]:
         s["space_args"] = args.space_args
         space = "-" + "-".join(f"{k}{v}" for k, v in sorted(args.space_args.items()))
@@ -169,7 +170,7 @@ def run_dataset(name: str, args, work: Path) -> dict:
         f"sh{s['shrink_epochs']}-ofa" if args.strategy == "ofa" else
         f"{args.strategy}{s['supernet_epochs']}-r{args.n_random}" + ("-lrxn" if args.lr_per_subnet else "")
         + ("-zr" if args.zero_init_residual else "") + (f"-sort{args.sort_every}" if args.sort_every != 1 else "")
-    ) + ("" if args.amp == "off" else f"-{args.amp}")
+    ) + precision
     work = work / tag
     def shared(seed: int) -> dict:  # seed by seed, so a stopped run has whole seeds to report
         return cached(work / f"s{seed}-supernet.json", lambda: train_shared(name, seed, s, args, work))
@@ -186,7 +187,7 @@ def run_dataset(name: str, args, work: Path) -> dict:
     if not (picks_from or args.picks):
         found = cached(work / "search.json", run_search)
     # scratch runs do not depend on the strategy
-    scratch_dir = args.work / (f"{name}{space}-e{s['epochs']}-scratch" + ("" if args.amp == "off" else f"-{args.amp}"))
+    scratch_dir = args.work / f"{name}{space}-e{s['epochs']}-scratch{precision}"
     seeds = {}
     for seed in args.seeds:
         supernet, _ = load_supernet(shared(seed)["checkpoint"])

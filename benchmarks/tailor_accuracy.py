@@ -55,7 +55,7 @@ def epochs_for(budget: dict[str, int], dataset: str, model: str) -> int:
 def pace_warning(dataset: str, model: str, epochs: int) -> str | None:
     """The tailor job's own advice when the cell's alterations run past two thirds of its epochs."""
     net = create_model(model, num_classes=10, in_channels=1, input_size=8)
-    advice = AlterationSchedule(net, "remove", alteration_every(model, epochs)).pace_advice(epochs)
+    advice = AlterationSchedule(net, "remove", recommended_every(len(net.blocks()), epochs)).pace_advice(epochs)
     return f"warning: {dataset}/{model}: {advice}" if advice else None
 
 
@@ -63,7 +63,7 @@ def schedule_misfit(dataset: str, model: str, epochs: int) -> str | None:
     """Why the students' schedule cannot run in ``epochs`` (checked before any training: a
     student would otherwise fail only after its teacher and scratch runs had been trained)."""
     skips = skip_count(model)
-    every = alteration_every(model, epochs)
+    every = recommended_every(skips, epochs)
     if skips * every < epochs:
         return None
     return (f"{dataset}/{model}: {skips} skips altered every {every} epoch(s) need more than {skips * every} "
