@@ -26,7 +26,7 @@ class RuntimeConfig(BaseModel):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                         description="auto (CUDA when available), cpu, cuda or cuda:N.")
     amp: Literal["off", "bf16", "fp16"] = Field("off", description="Mixed precision: off, bf16 or fp16 (with loss scaling).")
-    channels_last: bool = Field(False, description="NHWC memory format (faster convs on GPUs).")
+    channels_last: bool = Field(False, description="NHWC memory format (faster convs on GPUs, and with bf16 on AMX CPUs).")
     compile: bool = Field(False, description="torch.compile the model.")
     sync_bn: bool = Field(False, description="BatchNorm statistics over all ranks (CUDA).")
     nproc: int = Field(1, gt=0, description="Data-parallel processes on this machine (>1 launches torchrun).")
