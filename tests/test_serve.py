@@ -327,6 +327,28 @@ def test_slackfit_lookahead_degrades_to_small_subnets_at_large_batches_as_the_qu
     assert (d.subnet.name, [r.id for r in d.batch], d.shed) == ("s0", list(range(16)), [])
 
 
+def test_slackfit_plain_spends_the_head_slack_where_ours_keeps_the_backlog_on_time(supernet_and_configs):
+    # Same hand-made profile: s0 1/4/16, s1 2/8/32, s2 4/16/64 ms at batch 1/4/16. A backlog of 32,
+    # all due in 70 ms, that arrived 10 s ago (no recent arrivals: the rate filter lets every subnet in).
+    engine = _FakeEngine(_engine(supernet_and_configs, profile=False))
+    now = 100.0
+    queue = [Request(i, torch.zeros(1, 1, 8, 8), now - 10, now + 0.070) for i in range(32)]
+    plain, ours = make_policy("slackfit-plain", engine), make_policy("slackfit", engine)
+    assert plain.name == "slackfit-plain" and not plain.lookahead and ours.lookahead
+    # Plain: 70 ms fits every row, so the top bucket (57.6, 64] -> s2@16, after which the other
+    # 16 finish at 64 + 16 ms at best and all miss.
+    d = plain.decide(queue, now, engine)
+    assert (d.subnet.name, len(d.batch)) == ("s2", 16)
+    # Ours: s2@16 is dropped by the least-misses filter; the highest remaining bucket is s1@16 (32 ms).
+    d = ours.decide(queue, now, engine)
+    assert (d.subnet.name, len(d.batch)) == ("s1", 16)
+    # The plain rule ignores the arrival rate: the same backlog arriving over the last 0.1 s
+    # (320/s, above s2's and s1's 50 % capacity) still gets s2 from it, s0 from ours.
+    queue = _spread([70] * 32, now)
+    assert make_policy("slackfit-plain", engine).decide(queue, now, engine).subnet.name == "s2"
+    assert make_policy("slackfit", engine).decide(queue, now, engine).subnet.name == "s0"
+
+
 def test_latency_profile_is_regularised():
     # A preempted timing at batch 16 (10.5 ms after 1.67 ms at 8) is capped at two batches of 8;
     # a faster-than-smaller figure is raised to the smaller one's.
