@@ -171,6 +171,38 @@ def test_bearer_token_guards_everything_but_health(engine):
         assert c.post("/v1/predict", json={"inputs": ONE}, headers=ok).status_code == 200
 
 
+def test_serve_token_from_flag_then_environment_and_warning_beyond_loopback(tmp_path, monkeypatch, capsys):
+    from skipswitch.errors import SkipswitchError
+    from skipswitch.jobs.serve import ServeJob, bearer_token
+
+    ckpt = tmp_path / "supernet.safetensors"
+    monkeypatch.delenv("SKIPSWITCH_TOKEN", raising=False)
+    assert bearer_token(ServeJob(checkpoint=ckpt)) is None and capsys.readouterr().err == ""
+    assert bearer_token(ServeJob(checkpoint=ckpt, host="0.0.0.0")) is None
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: serving on 0.0.0.0") and "SKIPSWITCH_TOKEN" in warning[0]
+    monkeypatch.setenv("SKIPSWITCH_TOKEN", "from-the-environment")
+    assert bearer_token(ServeJob(checkpoint=ckpt, host="0.0.0.0")) == "from-the-environment"
+    assert bearer_token(ServeJob(checkpoint=ckpt, token="from-the-flag")) == "from-the-flag"  # the flag wins
+    assert capsys.readouterr().err == ""  # a token: no warning
+    monkeypatch.setenv("SKIPSWITCH_TOKEN", "short")
+    with pytest.raises(SkipswitchError, match="SKIPSWITCH_TOKEN is shorter than 8") as refused:
+        bearer_token(ServeJob(checkpoint=ckpt))
+    assert "short" not in str(refused.value).replace("shorter", "")
+
+
+def test_a_rejected_token_is_not_echoed():
+    from pydantic import ValidationError
+
+    from skipswitch.io import validation_line
+    from skipswitch.jobs.serve import ServeJob
+
+    with pytest.raises(ValidationError) as exc:
+        ServeJob(checkpoint="x.safetensors", token="hunter2")
+    line = validation_line(exc.value)
+    assert line.startswith("invalid token=<hidden>") and "hunter2" not in line
+
+
 def test_api_docs_only_when_asked(engine):
     from fastapi.testclient import TestClient
 

@@ -125,6 +125,9 @@ def _json_default(obj: Any):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+SECRET_FIELDS = frozenset({"token"})
+
+
 def validation_line(exc: ValidationError) -> str:
     """The first error of a pydantic validation as one line naming the field and the bad value."""
     err = exc.errors()[0]
@@ -135,6 +138,8 @@ def validation_line(exc: ValidationError) -> str:
         return f"{field} is missing"
     value = err.get("input")
     shown = str(value) if isinstance(value, Path) else repr(value)
+    if err["loc"][-1] in SECRET_FIELDS:  # a rejected secret must not reach logs or the terminal
+        shown = "<hidden>"
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return f"invalid {field}={shown}: {err['msg'].removeprefix('Value error, ')}"

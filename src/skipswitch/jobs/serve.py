@@ -9,9 +9,10 @@ from typing import Annotated, Any, Callable, Literal, Optional
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
+from ..errors import SkipswitchError
 from ..io import OutFile, utf8_file_unless
 from ..training.config import Seed
-from ..serve.loadgen import TRACES  # numpy only, no torch
+from ..serve.loadgen import LOOPBACK_HOSTS, TRACES  # numpy only, no torch
 from .base import JobConfig, JobResult
 
 
@@ -98,9 +99,22 @@ class LoadgenResult(JobResult):
     throughput: float
 
 
+def bearer_token(job: ServeJob) -> Optional[str]:
+    """The token requests must bear: ``--token``, else ``$SKIPSWITCH_TOKEN``, else none; without one,
+    binding beyond loopback prints a one-line warning (anyone who reaches the port may then use it)."""
+    token = job.token or os.environ.get("SKIPSWITCH_TOKEN") or None
+    if token is not None and len(token) < 8:  # the field checks --token; the variable is checked here
+        raise SkipswitchError("SKIPSWITCH_TOKEN is shorter than 8 characters; use a longer token")
+    if job.host not in LOOPBACK_HOSTS and token is None:
+        print(f"warning: serving on {job.host}, beyond loopback, without authentication; "
+              "set SKIPSWITCH_TOKEN (or --token) to require a bearer token", file=sys.stderr)
+    return token
+
+
 def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) -> ServeResult:
     """Load the checkpoint once, profile its Pareto set, call ``on_ready(engine)``, and serve until
     stopped (SIGINT/SIGTERM: new requests get 503 while the queue drains, then this returns)."""
+    token = bearer_token(job)  # before torch's import: a bad token is refused at once
     import tempfile
     from contextlib import ExitStack
 
@@ -109,13 +123,9 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
 
     from ..serve.engine import ServingEngine
     from ..serve.policy import make_policy
-    from ..serve.server import LOOPBACK_HOSTS, create_app, draining_server, intake_protocol, loopback_socket
+    from ..serve.server import create_app, draining_server, intake_protocol, loopback_socket
     from ..serve.worker import inference_process
 
-    token = job.token or os.environ.get("SKIPSWITCH_TOKEN") or None
-    if job.host not in LOOPBACK_HOSTS and token is None:
-        print(f"warning: serving on {job.host}, beyond loopback, without authentication; "
-              "set SKIPSWITCH_TOKEN (or --token) to require a bearer token", file=sys.stderr)
     torch.set_num_threads(job.threads)
     # The engine thread runs many small Python-level ops; with the default 5 ms GIL switch
     # interval the HTTP event loop waits up to 5 ms at every hand-over (convoy effect).

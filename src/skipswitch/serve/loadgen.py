@@ -26,6 +26,7 @@ from ..errors import SkipswitchError
 MAX_REQUESTS = 1_000_000  # 60 s at over 16,000 req/s; a record is a few hundred bytes
 MAX_DURATION_S = 3600.0
 TRACES = ("poisson", "bursty", "ramp", "azure")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # the --host values `serve` binds without a warning
 
 
 def check_loopback(url: str) -> str:

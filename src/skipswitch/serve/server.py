@@ -424,9 +424,6 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
     return app
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
 def draining_server(config, scheduler: Scheduler, drain_timeout: float = 30.0, grace_s: float = 0.5):
     """A uvicorn server whose first SIGINT/SIGTERM drains instead of closing the door: the scheduler
     stops accepting (requests arriving now get the documented 503 "shutting_down", as the listening
