@@ -273,10 +273,14 @@ def test_cli_evaluate_and_dse_on_standin(work, tmp_path, monkeypatch):
     assert report["most-used"]["latency"] <= report["baseline"]["latency"]
     assert (tmp_path / "breakdown.png").stat().st_size > 1000
     assert list((tmp_path / "workloads").glob("standin-*.json"))  # the workload cache lives under --out
-    r = runner.invoke(app, ["accel", "dse", "--workload", "standin", "--part", "zu3eg", "--out", str(tmp_path)])
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    r = runner.invoke(app, ["accel", "dse", "--workload", "standin", "--part", "zu3eg", "--out", str(tmp_path / "d")])
     assert r.exit_code == 0, r.output
-    assert json.loads((tmp_path / "dse.json").read_text())["points"] == 4 * 4 * 2 * 2 * 2 * 2 * 3
-    assert (tmp_path / "dse.png").exists()
+    assert json.loads((tmp_path / "d" / "dse.json").read_text())["points"] == 4 * 4 * 2 * 2 * 2 * 2 * 3
+    assert (tmp_path / "d" / "dse.png").exists()
+    assert list((tmp_path / "d" / "workloads").glob("standin-*.json")) and not list(cwd.iterdir())  # not ./runs
     r = runner.invoke(app, ["accel", "evaluate", "--workload", "standin", "--trace", "0,x"])
     assert isinstance(r.exception, SkipswitchError) and "trace='0,x'" in str(r.exception)
 
