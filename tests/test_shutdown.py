@@ -18,10 +18,14 @@ import pytest
 SRC = str(Path(__file__).parents[1] / "src")
 
 
-def _sigterm(proc, timeout: float = 30) -> float:
-    """Seconds from SIGTERM until ``proc`` exited."""
+def _sigterm(proc, timeout: float = 30, ctrl_c: bool = False) -> float:
+    """Seconds from SIGTERM (or, with ``ctrl_c``, SIGINT to the whole process group, as a terminal's
+    Ctrl-C sends it: Ray's workers get it too) until ``proc`` exited."""
     sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    if ctrl_c:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
     proc.wait(timeout)
     return time.monotonic() - sent
 
@@ -34,8 +38,9 @@ def _wait_for(path: Path, text: str, proc, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("engine", ["local", pytest.param("flower", marks=pytest.mark.slow)])
-def test_sigterm_stops_fed_run_at_a_round_and_resume_continues(tmp_path, engine):
+@pytest.mark.parametrize("engine,ctrl_c", [("local", False), pytest.param("flower", False, marks=pytest.mark.slow),
+                                            pytest.param("flower", True, marks=pytest.mark.slow, id="flower-ctrl-c")])
+def test_sigterm_stops_fed_run_at_a_round_and_resume_continues(tmp_path, engine, ctrl_c):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "skipswitch.cli", "fed", "run", "--engine", engine, "--rounds", "30",
             "--clients", "2", "--out", str(out)]
@@ -45,7 +50,7 @@ def test_sigterm_stops_fed_run_at_a_round_and_resume_continues(tmp_path, engine)
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             _wait_for(log, "round   1:", proc)
-            stop_s = _sigterm(proc)
+            stop_s = _sigterm(proc, ctrl_c=ctrl_c)
         finally:
             proc.kill()
     text = log.read_text()
