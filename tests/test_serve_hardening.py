@@ -148,6 +148,37 @@ def test_malformed_body_is_a_one_line_4xx(client, body, ctype, status, fragment)
     assert client.get("/health").status_code == 200  # and the server is still up
 
 
+def test_malformed_bodies_keep_server_memory_bounded(client):
+    """Every malformed body, three times over after a warm-up pass: the (in-process) server's peak
+    RSS stays within 32 MiB of where it was, so no body is expanded (a declared 1e11-element .npy,
+    100,000-deep JSON) and nothing accumulates."""
+    import threading
+
+    def post_all():
+        for body, ctype, status, _ in MALFORMED:
+            r = client.post("/v1/predict", content=body, headers={"Content-Type": ctype} if ctype else {})
+            assert r.status_code == status, r.text
+
+    post_all()
+    baseline, peak, stop = _rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            stop.wait(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for _ in range(3):
+            post_all()
+    finally:
+        stop.set()
+        sampler.join()
+    growth = max(peak[0], _rss_bytes()) - baseline
+    assert growth < 32 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over {3 * len(MALFORMED)} malformed bodies"
+
+
 def test_query_options_of_a_npy_body_are_validated(client):
     body = _npy(np.zeros((1, 1, 8, 8), np.float32))
     for query, fragment in ((f"deadline_ms={HUGE_INT}", "deadline_ms"), ("deadline_ms=nan", "deadline_ms"),
