@@ -7,9 +7,12 @@
 2. SLO attainment and mean served accuracy for four open-loop traces (Poisson, bursty, ramp,
    Azure-Functions-like) at several loads relative to the most accurate subnet's capacity,
    replayed straight into the scheduler (``direct``) and over loopback HTTP to a
-   ``skipswitch serve`` subprocess (``http``), for in-place + SlackFit, in-place + the earlier
+   ``skipswitch serve`` subprocess (``http``), for in-place + SlackFit (ours, with the lookahead),
+   in-place + SlackFit (plain: the bucket rule alone, ``slackfit-plain``), in-place + the earlier
    max-on-time rule, fixed-largest, fixed-smallest, temporal + SlackFit and spatial + SlackFit;
-   medians over ``--runs`` trace seeds with their min-max spread.
+   with ``--fixed-each`` the direct replay also serves every other Pareto subnet fixed
+   (``fixed:<subnet>``), so that "best fixed" is over all of them; medians over ``--runs`` trace
+   seeds with their min-max spread.
 
 The workload: the resnet-cifar space (base width 16, full widths) on mnist5k resized to
 32x32 (``--dataset mnist5k@32``), sandwich-trained and searched (NSGA-II) once, cached under
@@ -190,9 +193,33 @@ def _test_split(args):
     return ds.test.images.numpy(), ds.test.labels.numpy()
 
 
-CONFIGS = [("in-place + SlackFit", "inplace", "slackfit"), ("in-place + max-on-time", "inplace", "max-on-time"),
-           ("fixed-largest", "inplace", "fixed-largest"), ("fixed-smallest", "inplace", "fixed-smallest"),
-           ("temporal + SlackFit", "temporal", "slackfit"), ("spatial + SlackFit", "spatial", "slackfit")]
+# --configs key -> (label, serving mode, policy); labels key the cached results, so they stay as they are.
+CONFIG_KEYS = {
+    "slackfit": ("in-place + SlackFit", "inplace", "slackfit"),
+    "slackfit-plain": ("in-place + SlackFit (plain)", "inplace", "slackfit-plain"),
+    "max-on-time": ("in-place + max-on-time", "inplace", "max-on-time"),
+    "fixed-largest": ("fixed-largest", "inplace", "fixed-largest"),
+    "fixed-smallest": ("fixed-smallest", "inplace", "fixed-smallest"),
+    "temporal": ("temporal + SlackFit", "temporal", "slackfit"),
+    "spatial": ("spatial + SlackFit", "spatial", "slackfit"),
+}
+CONFIGS = list(CONFIG_KEYS.values())  # the order of the tables' rows and the plots' legends
+
+
+def fixed_each(engine) -> list[tuple[str, str, str]]:
+    """One fixed configuration per Pareto subnet between the smallest and the largest (those two
+    are fixed-smallest and fixed-largest already)."""
+    return [(f"fixed:{s.name}", "inplace", f"fixed:{s.name}") for s in engine.subnets[1:-1]]
+
+
+def _labels(cells: dict) -> list[str]:
+    """The configurations present in ``cells``: CONFIGS' order, then the others (fixed:<subnet>) by name."""
+    present = {k[2] for k in cells}
+    return [label for label, _, _ in CONFIGS if label in present] + sorted(present - {label for label, _, _ in CONFIGS})
+
+
+def _is_fixed(label: str) -> bool:
+    return label in ("fixed-largest", "fixed-smallest") or label.startswith("fixed:")
 
 
 def capacity(engine) -> float:
@@ -211,6 +238,8 @@ def slo_replay(ckpt: Path, pareto: Path, args, cap: float | None, configs) -> di
     engines = {mode: ServingEngine.from_checkpoint(ckpt, pareto, mode=mode, batch_sizes=args.batch_sizes)
                for mode in {m for _, m, _ in configs} | {"inplace"}}
     profiles = {s.name: dict(s.latency) for s in engines["inplace"].subnets}
+    if args.fixed_each:
+        configs = list(configs) + fixed_each(engines["inplace"])
     cap = cap or capacity(engines["inplace"])
     out = {"capacity": cap, "profiles": profiles, "runs": []}
     for trace in args.traces:
@@ -234,9 +263,6 @@ def slo_replay(ckpt: Path, pareto: Path, args, cap: float | None, configs) -> di
     return out
 
 
-CONFIG_KEYS = dict(zip(("slackfit", "max-on-time", "fixed-largest", "fixed-smallest", "temporal", "spatial"), CONFIGS))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench-serving-mnist5k32")
@@ -251,6 +277,9 @@ def main() -> None:
                         help="what to measure in this invocation; results merge into WORK/serving.json and the "
                              "page is rendered from all of them (split a long run into short ones)")
     parser.add_argument("--configs", nargs="+", default=list(CONFIG_KEYS), choices=list(CONFIG_KEYS))
+    parser.add_argument("--fixed-each", action="store_true",
+                        help="direct replay only: also serve every Pareto subnet between the smallest and the largest "
+                             "fixed (fixed:<subnet>), so that the best fixed subnet is chosen over all of them")
     parser.add_argument("--traces", nargs="+", default=["poisson", "bursty", "ramp", "azure"])
     parser.add_argument("--loads", nargs="+", type=float, default=[0.5, 1.5, 4.0],
                         help="mean rates as multiples of the most accurate subnet's capacity")
@@ -289,7 +318,7 @@ def main() -> None:
                                       text=True).stdout.strip(),
              "load_end": os.getloadavg(), "parts": args.parts})
     results["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                       if k not in ("parts", "configs", "traces", "work", "out")}
+                       if k not in ("parts", "configs", "fixed_each", "traces", "work", "out")}
     atomic_write_json(path, results)
     if results.get("direct"):
         plot(results, args.out.with_name("serving-vs-load.png"))
@@ -335,13 +364,17 @@ def plot(results: dict, path: Path) -> None:
 
     panels = [("direct", "slo_attainment", "SLO attainment (direct)"), ("direct", "served_accuracy", "served accuracy (direct)")]
     if results.get("http"):
-        panels.append(("http", "slo_attainment", "SLO attainment (HTTP)"))
+        panels += [("http", "slo_attainment", "SLO attainment (HTTP)"), ("http", "served_accuracy", "served accuracy (HTTP)")]
     cells = {where: _cells(results[where]) for where in {w for w, _, _ in panels}}
+    labels = _labels({k: v for c in cells.values() for k, v in c.items()})
+    static = [label for label, _, _ in CONFIGS]
+    # One colour per configuration whichever ones ran, so a configuration keeps its colour across figures.
+    colour = {label: f"C{i % 10}" for i, label in enumerate(static + [x for x in labels if x not in static])}
     traces = [t for t in TRACE_ORDER if any(k[0] == t for k in cells["direct"])]
     fig, axes = plt.subplots(len(panels), len(traces), figsize=(4 * len(traces), 3.3 * len(panels)), squeeze=False)
     for j, trace in enumerate(traces):
         for i, (where, metric, title) in enumerate(panels):
-            for label, _, _ in CONFIGS:
+            for label in labels:
                 loads = sorted(k[1] for k in cells[where] if k[0] == trace and k[2] == label)
                 med = [cells[where][(trace, load, label)][metric] for load in loads]
                 keep = [(load, m) for load, m in zip(loads, med) if m[0] is not None]
@@ -349,7 +382,8 @@ def plot(results: dict, path: Path) -> None:
                     continue
                 xs, ms = zip(*keep)
                 axes[i][j].errorbar(xs, [m[0] for m in ms], yerr=[[m[0] - m[1] for m in ms], [m[2] - m[0] for m in ms]],
-                                    marker="o", capsize=3, label=label)
+                                    marker="o", capsize=3, label=label, color=colour[label],
+                                    linestyle=":" if label.startswith("fixed:") else "-")  # the optional extra baselines
             axes[i][j].set_xscale("log")
             ticks = sorted({k[1] for k in cells[where] if k[0] == trace})
             axes[i][j].set_xticks(ticks, [f"{t:g}" for t in ticks])
@@ -357,7 +391,12 @@ def plot(results: dict, path: Path) -> None:
             axes[i][0].set_ylabel(title)
         axes[0][j].set_title(trace)
         axes[-1][j].set_xlabel("load (x capacity of the most accurate subnet)")
-    axes[0][-1].legend(fontsize=7)
+    # Every configuration plotted anywhere (one ran for some traces only still gets its entry).
+    handles = {}
+    for ax in axes.flat:
+        handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+    shown = [label for label in labels if label in handles]
+    axes[0][-1].legend([handles[label] for label in shown], shown, fontsize=7)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=80)
@@ -372,20 +411,25 @@ def _spread(cell, spec: str) -> str:
 
 
 def targets(runs: list[dict]) -> tuple[list[str], int, int]:
-    """Each (trace, load): in-place + SlackFit vs the best fixed subnet's attainment, and its
-    served accuracy vs fixed-smallest where fixed-smallest attains >= 0.99. Returns the lines,
-    cells met and cells judged."""
+    """Each (trace, load): in-place + SlackFit vs the best fixed subnet's attainment (over
+    fixed-largest, fixed-smallest and every fixed:<subnet> run for that cell), and its served
+    accuracy vs fixed-smallest where fixed-smallest attains >= 0.99. Returns the lines, cells met
+    and cells judged."""
     cells = _cells(runs)
     lines, met, judged = [], 0, 0
     for trace, load in sorted({(k[0], k[1]) for k in cells}, key=lambda tl: (TRACE_ORDER.index(tl[0]), tl[1])):
         if not all((trace, load, c) in cells for c in ("in-place + SlackFit", "fixed-largest", "fixed-smallest")):
             continue
         sf = cells[(trace, load, "in-place + SlackFit")]
-        big, small = cells[(trace, load, "fixed-largest")], cells[(trace, load, "fixed-smallest")]
-        best = max(big["slo_attainment"][0], small["slo_attainment"][0])
+        small = cells[(trace, load, "fixed-smallest")]
+        fixed = {k[2]: c for k, c in cells.items() if k[:2] == (trace, load) and _is_fixed(k[2])}
+        # Ties (often all at 1.000) go to the more accurate subnet, so the label names a useful baseline.
+        best_label = max(fixed, key=lambda label: (fixed[label]["slo_attainment"][0], fixed[label]["served_accuracy"][0] or 0))
+        best = fixed[best_label]["slo_attainment"][0]
         att = sf["slo_attainment"][0]
         ok = att >= best
-        text = f"- {trace} x{load:g}: attainment {att:.3f} vs best fixed {best:.3f}: **{'met' if ok else 'missed'}**"
+        text = (f"- {trace} x{load:g}: attainment {att:.3f} vs best fixed {best:.3f} ({best_label}, best of {len(fixed)}): "
+                f"**{'met' if ok else 'missed'}**")
         if small["slo_attainment"][0] >= 0.99:
             gain = (sf["served_accuracy"][0] or 0) - small["served_accuracy"][0]
             ok = ok and gain >= 0.02
@@ -406,7 +450,7 @@ def _slo_tables(runs: list[dict]) -> list[str]:
                   "| configuration | " + " | ".join(f"x{x:g} attainment | x{x:g} accuracy | x{x:g} shed+rejected"
                                                    for x in loads) + " |",
                   "|---|" + "---|---|---|" * len(loads)]
-        for label, _, _ in CONFIGS:
+        for label in _labels(cells):
             if not any((trace, load, label) in cells for load in loads):
                 continue
             row = []
@@ -457,7 +501,8 @@ def render(args, results: dict) -> str:
     for i, r in enumerate(by_acc):
         prof = profiles.get(names[i], {}) if i < len(names) else {}
         b1, bmax = prof.get(1), prof.get(a["max_batch"])
-        lines.append(f"| `{r['key'].replace('|', chr(92) + '|')}` | {r['val_acc']:.4f} | {r.get('test_acc') or float('nan'):.4f} | "
+        name = f"{names[i]}: " if i < len(names) else ""  # the engine's name, as in fixed:<subnet>
+        lines.append(f"| {name}`{r['key'].replace('|', chr(92) + '|')}` | {r['val_acc']:.4f} | {r.get('test_acc') or float('nan'):.4f} | "
                      f"{r['cost']:.3f} | {r.get('weight_bytes') or 0:,} | {b1 * 1e3 if b1 else float('nan'):.3f} | "
                      f"{bmax * 1e3 if bmax else float('nan'):.3f} |")
     if profiles:
@@ -554,7 +599,7 @@ def render(args, results: dict) -> str:
             "`loadgen.azure_rates`).",
         ]
         if where == "direct":
-            lines += ["", "![attainment and accuracy vs load](serving-vs-load.png)"]
+            lines += ["", "![attainment and accuracy vs load, direct replay and over HTTP](serving-vs-load.png)"]
         lines += _slo_tables(runs)
         target_lines, met, judged = targets(runs)
         if target_lines:
