@@ -310,3 +310,49 @@ def test_kill_9_mid_write_keeps_the_last_good_checkpoint(tmp_path):
     assert torch.all(tensors["w"] == float(meta["i"])) and meta["i"] >= 2
     save_tensors(tmp_path / "next.safetensors", {"w": torch.zeros(1)}, {})
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_training_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    """`skipswitch train` killed with SIGKILL after its second epoch: `--resume` finishes the run with
+    the uninterrupted run's weights bit for bit, and no temporary file is left in the run directory."""
+    import json
+    import signal
+    import time
+
+    import torch
+    from safetensors import safe_open
+
+    from skipswitch.checkpoint import load_tensors
+
+    argv = [sys.executable, "-m", "skipswitch.cli", "train", "--model", "resnet8", "--dataset", "digits",
+            "--epochs", "5", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run([*argv, "--out", str(ref)], env=env, check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen([*argv, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume = killed / "resume.safetensors"
+
+    def next_epoch() -> int:
+        try:
+            with safe_open(str(resume), "pt") as f:
+                return json.loads(f.metadata()["skipswitch"])["next_epoch"]
+        except Exception:  # not written yet
+            return 0
+
+    try:
+        deadline = time.monotonic() + 300
+        while next_epoch() < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended or stalled before epoch 2"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert not (killed / "model.safetensors").exists()  # killed before the end
+    done = subprocess.run([*argv, "--out", str(killed), "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    want, _ = load_tensors(ref / "model.safetensors")
+    got, _ = load_tensors(killed / "model.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert not list(killed.glob(".*.tmp"))
