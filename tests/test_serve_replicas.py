@@ -72,6 +72,10 @@ def test_two_ray_serve_replicas_answer_the_load_generator_and_switch_in_place(tm
         assert len(switches) == 2  # one route, both replicas answered
         assert all(n >= 2 for n in switches.values())  # each switched between subnets in place on its own
 
+        # `skipswitch loadgen` first reads /v1/subnets (load_inputs) for the served input shape.
+        served, _ = loadgen.load_inputs(url, "digits")
+        assert served.shape[1:] == inputs.shape[1:]
+
         with httpx.Client(base_url=url, timeout=120) as client:
             # The outputs themselves (the generator keeps only the predictions), and a malformed input.
             r = client.post("/v1/predict", json={"inputs": inputs[:1].tolist(), "subnet": "s1"})

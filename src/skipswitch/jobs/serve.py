@@ -39,7 +39,7 @@ class ServeJob(JobConfig):
     port: int = Field(8000, ge=1, le=65535, description="TCP port on --host.")
     host: str = Field("127.0.0.1", description="Address to listen on.")
     mode: str = Field("inplace", description="Switching: inplace, temporal, spatial or budget.")
-    policy: str = Field("slackfit", description="slackfit (SuperServe), slackfit-noshed, max-on-time (the earlier rule), fixed-largest, fixed-smallest or fixed:<subnet>.")
+    policy: str = Field("slackfit", description="slackfit (SuperServe's bucket rule with our backlog filters), slackfit-plain (the bucket rule alone), slackfit-noshed, max-on-time (the earlier rule), fixed-largest, fixed-smallest or fixed:<subnet>.")
     queue: int = Field(256, ge=1, le=1_000_000, description="Bounded queue length; more waiting requests get 503.")
     deadline_ms: Optional[float] = Field(None, gt=0, description="Deadline for requests that give none.")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")

@@ -2,7 +2,8 @@
 
 Each replica loads the supernet checkpoint once, runs its own ``Scheduler`` (policy,
 dynamic batching, in-place switching) and answers ``POST /v1/predict`` with the body and
-answers of ``server.py`` plus ``replica``, the id of the replica that served. Ray Serve's
+answers of ``server.py`` plus ``replica``, the id of the replica that served (and ``GET /v1/subnets``,
+which `skipswitch loadgen` reads before it sends). Ray Serve's
 proxy is the one front-end route; its router spreads requests over the replicas (by
 queue length), and every replica switches subnets in place on its own.
 
@@ -58,10 +59,13 @@ def replicated_app(checkpoint: str | Path, pareto: str | Path | None = None, *, 
             from starlette.responses import JSONResponse
 
             from .scheduler import QueueFull, Result, Shed, ShuttingDown
-            from .server import parse_predict
+            from .server import parse_predict, subnets_info
 
-            if request.url.path.rstrip("/").endswith("/health"):
+            path = request.url.path.rstrip("/")
+            if path.endswith("/health"):
                 return JSONResponse({"status": "ok", "replica": self.replica, "switches": self.engine.switches})
+            if path.endswith("/v1/subnets") and request.method == "GET":  # `skipswitch loadgen` reads it first
+                return JSONResponse({**subnets_info(self.engine), "replica": self.replica})
             try:
                 x, options = parse_predict(await request.body(), request.headers.get("content-type", ""),
                                            dict(request.query_params))

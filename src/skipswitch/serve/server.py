@@ -150,6 +150,13 @@ def _npy_array(body: bytes) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype, count=count, offset=f.tell()).reshape(shape, order="F" if fortran else "C")
 
 
+def subnets_info(engine: ServingEngine) -> dict[str, Any]:
+    """The answer of ``GET /v1/subnets``: what is served and in which input shape (the load generator reads it)."""
+    info = engine.to_dict()
+    return {"mode": info["mode"], "device": info["device"], "input_shape": info["input_shape"],
+            "max_batch": info["max_batch"], "memory": info["memory"], "subnets": info["subnets"]}
+
+
 def parse_predict(body: bytes, content_type: str, query: dict[str, str]) -> tuple[torch.Tensor, dict[str, Any]]:
     """(inputs, options) from a request body; any problem is a one-line SkipswitchError."""
     if len(body) > MAX_BODY_BYTES:
@@ -407,9 +414,7 @@ def create_app(engine: ServingEngine, policy: Policy, *, capacity: int = 256,
 
     @app.get("/v1/subnets")
     async def subnets():
-        info = engine.to_dict()
-        return {"mode": info["mode"], "device": info["device"], "input_shape": info["input_shape"],
-                "max_batch": info["max_batch"], "memory": info["memory"], "subnets": info["subnets"]}
+        return subnets_info(engine)
 
     def health() -> dict:
         return {"status": "ok" if scheduler.accepting else "draining", "mode": engine.mode,
