@@ -64,6 +64,10 @@ VARIANTS = {
                               "server_momentum": 0.5},
     "FedAdam, sampled + KD": {"server_optimizer": "fedadam", "client_subnets": "sampled", "server_lr": 0.01,
                               "server_tau": 1e-3},
+    # Reddi et al.'s other adaptive server optimizer, at FedAdam's setting: Yogi's additive second moment
+    # grows more slowly than Adam's, so its steps stay larger when the aggregated updates shrink.
+    "FedYogi, sampled + KD": {"server_optimizer": "fedyogi", "client_subnets": "sampled", "server_lr": 0.01,
+                              "server_tau": 1e-3},
 }
 # Tuning candidates: FedAvgM, sampled + KD with one setting changed (or two), at the same image budget.
 # Like the variants they run the first seed and compete on its validation accuracy; the test split
@@ -252,10 +256,10 @@ def write_report(path: Path, rows: list[dict], central: list[dict], args, comman
         " sandwich rule within its capability every step (its largest allowed subnet on the labels, the smallest and 2 subnets"
         " drawn within its capability afresh each step, loss averaged); *+ KD*: the drawn subnets learn from the largest"
         " allowed subnet's soft outputs (`kl_distillation`, T=1), *no KD*: from the labels.",
-        "- Server optimizers (`federated/server_opt.py`, Flower's FedAvgM/FedAdam math applied per element of the"
-        " aggregated slices, each element over the clients that held it): FedAvg (server lr 1), FedAvgM (Hsu et al."
-        " 2019; momentum 0.5, server lr 1), FedAdam (Reddi et al. ICLR 2021; server lr 0.01, beta1 0.9, beta2 0.99,"
-        " tau 1e-3): one setting each.",
+        "- Server optimizers (`federated/server_opt.py`, Flower's FedAvgM/FedAdam/FedYogi math applied per element of"
+        " the aggregated slices, each element over the clients that held it): FedAvg (server lr 1), FedAvgM (Hsu et al."
+        " 2019; momentum 0.5, server lr 1), FedAdam and FedYogi (Reddi et al. ICLR 2021; server lr 0.01, beta1 0.9,"
+        " beta2 0.99, tau 1e-3): one setting each.",
         f"- Tuning: the candidates (FedAvgM, sampled + KD with one or two settings changed, same images) run seed"
         f" {args.seeds[0]} like the variants; the best challenger of the baseline on seed {args.seeds[0]}'s *validation*"
         " split (144 images; final round; the worse of its two subnets, ties by the better) is **chosen** and runs"
@@ -263,11 +267,14 @@ def write_report(path: Path, rows: list[dict], central: list[dict], args, comman
         " limits) is not a candidate.",
         f"- Centralized: `train_supernet` sandwich rule (largest on labels + smallest + 2 random subnets distilled),"
         f" {args.central_epochs} epochs, batch {args.batch_size}, lr {args.lr} cosine, momentum 0.9 (Nesterov), wd 1e-4.",
-        f"- Seeds: every variant and candidate ran seed {args.seeds[0]}; the baseline ({BASELINE}), the chosen"
-        f" challenger (if a candidate, with its parent: {PARENT} or the same settings with the depth-width ladder)"
-        " and the diagnostic ran seeds"
-        f" {', '.join(map(str, args.seeds))} (the CPU budget did not allow all variants x 3 seeds). The seed sets"
-        " the partition, the initial weights and all sampling.",
+        f"- Seeds: every variant and candidate ran seed {args.seeds[0]}; "
+        + ("every named variant (FedAvg, FedAvgM, FedAdam, FedYogi; fixed and sampled; with and without KD), "
+           if args.every_seed else f"the baseline ({BASELINE}), ")
+        + f"the chosen challenger (if a candidate, with its parent: {PARENT} or the same settings with the"
+        " depth-width ladder) and the diagnostic ran seeds"
+        f" {', '.join(map(str, args.seeds))}"
+        + ("" if args.every_seed else " (the CPU budget did not allow all variants x 3 seeds)")
+        + ". The seed sets the partition, the initial weights and all sampling.",
         "- Accuracy: test split (360 images: one image = 0.28 points), each subnet's BatchNorm recalibrated on"
         " the same 4 batches of 128 images of the pooled training split, for federated and centralized alike (data"
         " the centralized baseline has; a deployed federated server would not). *Images* = training images seen"
@@ -306,6 +313,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=[*VARIANTS, *CANDIDATES, DIAGNOSTIC],
                         help="Subset of the variants, tuning candidates and diagnostic, by name.")
+    parser.add_argument("--every-seed", action="store_true",
+                        help="every named variant (not only the baseline and the chosen one) runs every seed; the "
+                             "tuning candidates still run the first seed only")
     parser.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
                         help="mixed precision of every training run, federated clients and centralized (on a CPU with "
                         "AMX, bf16 trains ~2x faster; docs/tailor.md); its runs are cached apart from fp32's")
@@ -336,7 +346,8 @@ def main() -> None:
         central.append(run_central(seed, args, data))
         # A chosen candidate's parent variant runs every seed too: the tuning's effect, seed by seed.
         parent = [PARENTS.get(best, PARENT)] if best in CANDIDATES else []
-        rows += [run_fed(name, seed, args, data) for name in dict.fromkeys([BASELINE, best, *parent, DIAGNOSTIC])
+        every = list(VARIANTS) if args.every_seed else []
+        rows += [run_fed(name, seed, args, data) for name in dict.fromkeys([BASELINE, *every, best, *parent, DIAGNOSTIC])
                  if name in args.variants]
     for r in rows + central:
         print(json.dumps({k: v for k, v in r.items() if k != "curve"}))
