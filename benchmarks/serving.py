@@ -317,8 +317,9 @@ def main() -> None:
              "commit": subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                                       text=True).stdout.strip(),
              "load_end": os.getloadavg(), "parts": args.parts})
-    results["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                       if k not in ("parts", "configs", "fixed_each", "traces", "work", "out")}
+    if "none" not in args.parts or "args" not in results:  # a render-only call keeps the measured runs' protocol
+        results["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                           if k not in ("parts", "configs", "fixed_each", "traces", "work", "out")}
     atomic_write_json(path, results)
     if results.get("direct"):
         plot(results, args.out.with_name("serving-vs-load.png"))
