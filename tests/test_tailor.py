@@ -78,6 +78,7 @@ def test_tailor_run_keeps_teacher_frozen_and_alters_every_skip(teacher_ckpt, tmp
     events = [h["event"] for h in results["history"] if "event" in h]
     assert [(e["epoch"], e["block"], e["to"]) for e in events] == [(2, 0, target), (3, 1, target), (4, 2, target)]
     assert results["teacher_test_acc"] > 0.5 and results["test_acc"] is not None
+    assert results["teacher_logits_cached"] is True  # digits: in memory, no augmentation, CPU
     student, meta = load_model(tmp_path / "model.safetensors")
     assert student.skip_modes == [target] * 3 and meta["method"] == method
 
@@ -218,3 +219,28 @@ def test_fade_scales_the_next_removed_skip_to_zero_before_its_removal(digits):
     long_fade = StabilisedSchedule(AlterationSchedule(model, "remove", every=1), opt, digits.train, batch_size=512,
                                    seed=0, fade_steps=20)
     assert long_fade.fade_steps == -(-len(digits.train) // 512)  # capped at one epoch: at 0 when removed
+
+
+def test_cached_teacher_logits_give_the_uncached_loss(teacher_ckpt, digits):
+    """The teacher's logits looked up by image content equal its forward on the batch (fp32, 1e-5),
+    in a shuffled, channels-last batch; a batch holding an image the cache has not seen is computed."""
+    from skipswitch.tailor.kd import TeacherLogits
+    from skipswitch.training.device import Runtime
+
+    teacher, _ = load_model(teacher_ckpt)
+    student, _ = load_model(teacher_ckpt)
+    runtime = Runtime(TrainConfig(device="cpu", channels_last=True))
+    plain = DistillationLoss(teacher, kind="kl", alpha=0.5, temperature=4.0)
+    cached = DistillationLoss(teacher, kind="kl", alpha=0.5, temperature=4.0)
+    cached.cache = TeacherLogits(teacher, digits.train.images, runtime)
+    idx = torch.randperm(len(digits.train), generator=torch.Generator().manual_seed(0))[:32]
+    x, y = runtime.batch(digits.train.images[idx], digits.train.labels[idx])
+    want, _ = plain(student, x, y)
+    got, _ = cached(student, x, y)
+    assert cached.cache_hits == 1 and torch.allclose(got, want, atol=1e-5, rtol=0)
+    unseen = x.clone()
+    unseen[0] += 0.5
+    assert cached.cache.lookup(unseen) is None
+    got, _ = cached(student, unseen, y)
+    want, _ = plain(student, unseen, y)
+    assert cached.cache_hits == 1 and torch.equal(got, want)

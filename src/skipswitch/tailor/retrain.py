@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import atomic_write_json, load_model
-from ..data import load_dataset
+from ..data import Split, load_dataset
 from ..errors import SkipswitchError
 from ..training import RunResult, TrainConfig, Trainer, evaluate
 from ..training.trainer import make_optimizer
-from .kd import DistillationLoss
+from .kd import DistillationLoss, TeacherLogits
 from .schedule import AlterationSchedule
 from .stabilise import AlterationAwareSGD, StabilisedSchedule
 
@@ -96,7 +96,10 @@ def run_tailor(
         },
     )
     trainer.runtime.place(teacher)
+    if dataset.augment == "none" and isinstance(dataset.train, Split) and trainer.runtime.device.type == "cpu":
+        loss.cache = TeacherLogits(teacher, dataset.train.images, trainer.runtime)
     result = trainer.fit(resume=resume)
+    result.results["teacher_logits_cached"] = loss.cache is not None
     after = teacher.state_dict()
     unchanged = all(torch.equal(teacher_before[k], after[k].cpu()) for k in teacher_before)
     if not unchanged:  # a bug, not a user error: the guarantee this module exists for
