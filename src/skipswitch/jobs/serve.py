@@ -32,6 +32,9 @@ def _inference_cpus(value: Optional[str]) -> Optional[str]:
     return value
 
 
+MIN_TOKEN_CHARS = 8  # the bearer token, from --token or $SKIPSWITCH_TOKEN
+
+
 class ServeJob(JobConfig):
     checkpoint: Path = Field(..., description="Supernet checkpoint (supernet.safetensors) with per-subnet BN statistics.")
     pareto: Optional[Path] = Field(None, description="Pareto set JSON from `skipswitch supernet search` "
@@ -46,7 +49,7 @@ class ServeJob(JobConfig):
     threads: int = Field(1, ge=1, le=1024, description="torch intra-op threads (1 keeps latency profiles stable on a shared CPU).")
     max_batch: int = Field(32, ge=1, le=256, description="Largest dynamic batch (profiled at powers of two).")
     switch_interval_ms: float = Field(0.2, gt=0, le=1000, description="Python GIL switch interval (ms).")
-    token: Optional[str] = Field(None, min_length=8, description="Require 'Authorization: Bearer TOKEN' on every path "
+    token: Optional[str] = Field(None, min_length=MIN_TOKEN_CHARS, description="Require 'Authorization: Bearer TOKEN' on every path "
                                  "but /health [default: $SKIPSWITCH_TOKEN; the variable keeps it out of `ps`].")
     api_docs: bool = Field(False, description="Serve /docs, /redoc and /openapi.json.")
     inference: Literal["auto", "process", "thread"] = Field(
@@ -103,8 +106,8 @@ def bearer_token(job: ServeJob) -> Optional[str]:
     """The token requests must bear: ``--token``, else ``$SKIPSWITCH_TOKEN``, else none; without one,
     binding beyond loopback prints a one-line warning (anyone who reaches the port may then use it)."""
     token = job.token or os.environ.get("SKIPSWITCH_TOKEN") or None
-    if token is not None and len(token) < 8:  # the field checks --token; the variable is checked here
-        raise SkipswitchError("SKIPSWITCH_TOKEN is shorter than 8 characters; use a longer token")
+    if token is not None and len(token) < MIN_TOKEN_CHARS:  # the field checks --token; the variable is checked here
+        raise SkipswitchError(f"SKIPSWITCH_TOKEN is shorter than {MIN_TOKEN_CHARS} characters; use a longer token")
     if job.host not in LOOPBACK_HOSTS and token is None:
         print(f"warning: serving on {job.host}, beyond loopback, without authentication; "
               "set SKIPSWITCH_TOKEN (or --token) to require a bearer token", file=sys.stderr)
