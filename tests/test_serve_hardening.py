@@ -222,6 +222,46 @@ def test_serve_token_from_flag_then_environment_and_warning_beyond_loopback(tmp_
     assert "short" not in str(refused.value).replace("shorter", "")
 
 
+def test_one_loopback_notion_for_the_server_warning_and_the_load_generator(tmp_path, monkeypatch, capsys):
+    """`serve` warns exactly for the hosts the load generator refuses to load (127.0.0.2 is loopback too)."""
+    from skipswitch.errors import SkipswitchError
+    from skipswitch.jobs.serve import ServeJob, bearer_token
+    from skipswitch.serve.loadgen import check_loopback
+
+    monkeypatch.delenv("SKIPSWITCH_TOKEN", raising=False)
+    for host, loopback in (("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True), ("LOCALHOST", True),
+                           ("::1", True), ("0.0.0.0", False), ("::", False), ("10.0.0.1", False),
+                           ("example.com", False)):
+        bearer_token(ServeJob(checkpoint=tmp_path / "s.safetensors", host=host))
+        warned = capsys.readouterr().err.startswith("warning: serving on")
+        url = f"http://{f'[{host}]' if ':' in host else host}:8000"
+        try:
+            refused = not check_loopback(url)
+        except SkipswitchError:
+            refused = True
+        assert warned == refused == (not loopback), host
+
+
+def test_the_server_listens_on_ipv6_loopback_and_names_a_bad_host(engine):
+    import socket
+
+    import httpx
+
+    from skipswitch.errors import SkipswitchError
+    from skipswitch.serve.server import listening_socket, run_in_thread
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    with run_in_thread(_app(engine), host="::1") as url:
+        assert url.startswith("http://[::1]:")
+        assert httpx.get(f"{url}/health").status_code == 200
+    with pytest.raises(SkipswitchError, match="cannot listen on 'no-such-host.invalid'"):
+        listening_socket("no-such-host.invalid", 0)
+    with listening_socket() as taken, pytest.raises(SkipswitchError, match="cannot listen on 127.0.0.1:"):
+        taken.listen()  # a listening socket holds its port even against SO_REUSEADDR
+        listening_socket("127.0.0.1", taken.getsockname()[1]).close()
+
+
 def test_a_rejected_token_is_not_echoed():
     from pydantic import ValidationError
 

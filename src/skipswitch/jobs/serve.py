@@ -12,7 +12,7 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 from ..errors import SkipswitchError
 from ..io import OutFile, utf8_file_unless
 from ..training.config import Seed
-from ..serve.loadgen import LOOPBACK_HOSTS, TRACES  # numpy only, no torch
+from ..serve.loadgen import TRACES, is_loopback_host  # numpy only, no torch
 from .base import JobConfig, JobResult
 
 
@@ -108,7 +108,7 @@ def bearer_token(job: ServeJob) -> Optional[str]:
     token = job.token or os.environ.get("SKIPSWITCH_TOKEN") or None
     if token is not None and len(token) < MIN_TOKEN_CHARS:  # the field checks --token; the variable is checked here
         raise SkipswitchError(f"SKIPSWITCH_TOKEN is shorter than {MIN_TOKEN_CHARS} characters; use a longer token")
-    if job.host not in LOOPBACK_HOSTS and token is None:
+    if not is_loopback_host(job.host) and token is None:
         print(f"warning: serving on {job.host}, beyond loopback, without authentication; "
               "set SKIPSWITCH_TOKEN (or --token) to require a bearer token", file=sys.stderr)
     return token
@@ -126,7 +126,7 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
 
     from ..serve.engine import ServingEngine
     from ..serve.policy import make_policy
-    from ..serve.server import create_app, draining_server, intake_protocol, loopback_socket
+    from ..serve.server import create_app, draining_server, intake_protocol, listening_socket
     from ..serve.worker import inference_process
 
     torch.set_num_threads(job.threads)
@@ -150,11 +150,11 @@ def serve(job: ServeJob, on_ready: Callable[[Any], None] = lambda engine: None) 
         app = create_app(engine, make_policy(job.policy, engine), capacity=job.queue,
                          default_deadline_ms=job.deadline_ms, token=token, api_docs=job.api_docs)
         on_ready(engine)
-        sock = loopback_socket(job.host, job.port) if job.host in LOOPBACK_HOSTS else None
+        sock = listening_socket(job.host, job.port)  # bound here: a taken port or a bad --host is one line
         # No proxy-header rewriting nor access log: the server reads neither, and both cost on every request.
         config = uvicorn.Config(app, host=job.host, port=job.port, log_level="warning", timeout_graceful_shutdown=30,
                                 proxy_headers=False, access_log=False, http=intake_protocol(app.intake))
-        draining_server(config, app.state.scheduler).run(sockets=[sock] if sock else None)
+        draining_server(config, app.state.scheduler).run(sockets=[sock])
     return ServeResult(subnets=len(engine.subnets), switches=engine.switches)
 
 

@@ -26,7 +26,15 @@ from ..errors import SkipswitchError
 MAX_REQUESTS = 1_000_000  # 60 s at over 16,000 req/s; a record is a few hundred bytes
 MAX_DURATION_S = 3600.0
 TRACES = ("poisson", "bursty", "ramp", "azure")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # the --host values `serve` binds without a warning
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is this machine's loopback:
+    ``localhost`` or any address in 127.0.0.0/8 or ::1. `serve` warns beyond it; the load generator refuses."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def check_loopback(url: str) -> str:
@@ -39,13 +47,7 @@ def check_loopback(url: str) -> str:
         raise SkipswitchError(f"invalid URL {url!r}") from None
     if not host:
         raise SkipswitchError(f"URL {url!r} has no host")
-    if host == "localhost":
-        return url
-    try:
-        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback_host(host):
         raise SkipswitchError(f"refusing to load non-loopback host {host!r}; the load generator targets 127.0.0.1 only")
     return url
 

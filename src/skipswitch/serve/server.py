@@ -458,14 +458,20 @@ def draining_server(config, scheduler: Scheduler, drain_timeout: float = 30.0, g
     return DrainingServer(config)
 
 
-def loopback_socket(host: str = "127.0.0.1", port: int = 0):
-    """A listening-ready TCP socket bound to a loopback address (port 0: a free one)."""
+def listening_socket(host: str = "127.0.0.1", port: int = 0):
+    """A listening-ready TCP socket bound to ``host`` (a name, an IPv4 or an IPv6 address, in that
+    address's own family) and ``port`` (0: a free one)."""
     import socket
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise SkipswitchError(f"cannot listen on {host!r}: not an address of this machine ({exc})") from None
+    sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        sock.bind(address)
     except OSError as exc:
         sock.close()
         raise SkipswitchError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
@@ -481,7 +487,7 @@ def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_
 
     import uvicorn
 
-    sock = loopback_socket(host, port)
+    sock = listening_socket(host, port)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", http=intake_protocol(app.intake))
     server = draining_server(config, app.state.scheduler)
     app.state.uvicorn_server = server  # lets a caller stop it (should_exit) or drain it (handle_exit)
@@ -493,7 +499,7 @@ def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_
             raise SkipswitchError("the server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{sock.getsockname()[1]}"
+        yield f"http://{f'[{host}]' if ':' in host else host}:{sock.getsockname()[1]}"  # IPv6 in brackets
     finally:
         server.should_exit = True
         thread.join(startup_timeout)
@@ -502,7 +508,7 @@ def run_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_
 
 def free_loopback_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago (for starting a server in a child process)."""
-    with loopback_socket() as sock:
+    with listening_socket() as sock:
         return sock.getsockname()[1]
 
 
