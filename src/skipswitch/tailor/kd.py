@@ -40,7 +40,7 @@ class TeacherLogits:
         chunks = []
         with torch.no_grad(), runtime.autocast():
             for start in range(0, len(images), batch_size):
-                x, _ = runtime.batch(images[start:start + batch_size], images.new_zeros(0))
+                x = runtime.inputs(images[start:start + batch_size])
                 chunks.append(teacher(x))
         self.logits = torch.cat(chunks)
         self.rows = {_image_key(image): i for i, image in enumerate(images)}

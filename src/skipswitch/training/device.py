@@ -65,11 +65,16 @@ class Runtime:
 
     def batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Host batch -> device, asynchronously from pinned memory on CUDA."""
-        if self.device.type == "cuda":
-            x = x if x.is_pinned() else x.pin_memory()
-            y = y if y.is_pinned() else y.pin_memory()
-            return x.to(self.device, non_blocking=True, memory_format=self.memory_format), y.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=self.memory_format), y
+        return self.inputs(x), self._to_device(y)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Host images -> device, in the runtime's memory format."""
+        return self._to_device(x, memory_format=self.memory_format)
+
+    def _to_device(self, t: torch.Tensor, **kwargs) -> torch.Tensor:
+        if self.device.type != "cuda":
+            return t.contiguous(**kwargs)
+        return (t if t.is_pinned() else t.pin_memory()).to(self.device, non_blocking=True, **kwargs)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         amp = self.config.amp
