@@ -314,6 +314,8 @@ def test_slackfit_lookahead_degrades_to_small_subnets_at_large_batches_as_the_qu
     assert fresh.decide(burst, now, engine).subnet.name == "s1" and fresh.arrival_rate() == pytest.approx(200)
     slow = SlackFitPolicy(burst_window=None)
     assert slow.decide(burst, now, engine).subnet.name == "s2" and slow.arrival_rate() == pytest.approx(100)
+    plain = SlackFitPolicy(lookahead=False)  # reads no rate, so it keeps no arrival windows
+    assert plain.decide(burst, now, engine).subnet.name == "s2" and plain.arrival_rate() == 0.0
     # A cold start (everything arrived just now) reads as a high rate, not as an idle server.
     assert decide([_req(i, now, 1000) for i in range(20)]).subnet.name == "s0"
     # Batching that pays (s0: 1/2/4 ms at 1/4/16, as on a GPU): a head with 2 ms left would force a

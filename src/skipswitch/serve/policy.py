@@ -276,6 +276,8 @@ class SlackFitPolicy(DeadlinePolicy):
         self._first: float | None = None  # the first arrival seen: until a window has passed, a shorter one
 
     def decide(self, queue: Sequence[Request], now: float, engine: ServingEngine) -> Decision:
+        if not self.lookahead:  # plain SlackFit reads no arrival rate: no windows to keep
+            return super().decide(queue, now, engine)
         new = []
         for r in reversed(queue):  # arrival order: the new requests are at the end
             if r.id <= self._newest:
@@ -317,7 +319,7 @@ class SlackFitPolicy(DeadlinePolicy):
         head = pending[0]
         queued = sum(r.size for r in _take(pending, engine.max_batch))
         subnets = allowed(engine, head.accuracy_floor)
-        rate = self.arrival_rate()
+        rate = self.arrival_rate() if self.lookahead else 0.0
         if self.lookahead:
             # Only subnets whose full batches keep up with the arrival rate at utilisation <=
             # ``max_utilisation`` (else the fastest): a slower one grows the backlog by every batch
