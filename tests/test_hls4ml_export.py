@@ -5,6 +5,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 pytest.importorskip("hls4ml")
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="hls4ml C simulation needs g++")
@@ -69,8 +71,58 @@ def test_bad_precision_is_a_skipswitch_error(tmp_path):
     from skipswitch.errors import SkipswitchError
     from skipswitch.fpga.hls4ml_export import export_hls4ml
     from skipswitch.models import create_model
-    import torch
 
     model = create_model("resnet8", num_classes=10, in_channels=1, input_size=8)
     with pytest.raises(SkipswitchError, match="ap_fixed<8,9>"):
         export_hls4ml(model, tmp_path, torch.zeros(1, 1, 8, 8), precision=8, integer_bits=9)
+
+
+class _IdentityShortcut(nn.Module):
+    """A residual block as many ResNets write it: an nn.Identity module for the shortcut."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.relu = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.shortcut = nn.Identity()
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x)) + self.shortcut(x))
+
+
+def _identity_net():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), _IdentityShortcut(), nn.Flatten(),
+                         nn.Linear(4 * 8 * 8, 10)).eval()
+
+
+def test_a_model_with_an_identity_shortcut_converts_without_it():
+    """hls4ml rejects nn.Identity ('Unsupported layer Identity'); the export converts an fx copy without
+    its calls, which must compute the same function."""
+    import hls4ml
+
+    from skipswitch.fpga.hls4ml_export import hls4ml_traceable
+    from skipswitch.models import create_model
+
+    torch.manual_seed(0)
+    model = _identity_net()
+    convertible = hls4ml_traceable(model)
+    assert not any(n.op == "call_module" and isinstance(convertible.get_submodule(n.target), nn.Identity)
+                   for n in convertible.graph.nodes)
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(convertible(x), model(x))  # the same modules, one no-op call fewer
+    config = hls4ml.utils.config_from_pytorch_model(convertible, (1, 8, 8), granularity="name", backend="Vitis")
+    hls_model = hls4ml.converters.convert_from_pytorch_model(convertible, hls_config=config, backend="Vitis",
+                                                             io_type="io_stream")
+    assert sum(layer.class_name == "Merge" for layer in hls_model.get_layers()) == 1  # the shortcut's add
+    small = create_model("resnet8", num_classes=10, in_channels=1, input_size=8)
+    assert hls4ml_traceable(small) is small  # nothing to remove: the model itself
+
+
+@pytest.mark.slow
+def test_export_of_a_model_with_an_identity_agrees_in_csim(tmp_path, digits_test):
+    from skipswitch.fpga.hls4ml_export import export_hls4ml
+
+    torch.manual_seed(0)
+    model = _identity_net()
+    result = export_hls4ml(model, tmp_path / "prj", digits_test, precision=16, integer_bits=6)
+    assert result.argmax_agreement >= MIN_AGREEMENT and result.max_abs_error <= MAX_ABS_ERROR

@@ -98,6 +98,22 @@ def estimator_stream_depths(hls_model, estimate: Estimate) -> tuple[dict[str, in
     return depths, skips
 
 
+def hls4ml_traceable(model: nn.Module) -> nn.Module:
+    """``model`` without its ``nn.Identity`` calls (an fx copy sharing its modules), else ``model``
+    itself: hls4ml has no handler for Identity, the no-op that many ResNets use as an identity
+    shortcut or in place of a left-out layer."""
+    if not any(isinstance(m, nn.Identity) for m in model.modules()):
+        return model
+    from hls4ml.utils.torch import CustomFXTracer  # the tracer hls4ml converts with: the same leaves
+
+    graph = CustomFXTracer().trace(model)
+    for node in list(graph.nodes):
+        if node.op == "call_module" and isinstance(model.get_submodule(node.target), nn.Identity):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    return torch.fx.GraphModule(model, graph, type(model).__name__)
+
+
 def export_hls4ml(
     model: nn.Module,
     output_dir: str | Path,
@@ -127,11 +143,12 @@ def export_hls4ml(
     if shutil.which("g++") is None:
         raise SkipswitchError("g++ not found on PATH: hls4ml's C simulation needs it")
     model = model.eval()
+    convertible = hls4ml_traceable(model)
     input_shape = tuple(images.shape[1:])
     # round-to-nearest and saturation: hls4ml's default truncation biases every layer's output down
     fixed = f"ap_fixed<{precision},{integer_bits},AP_RND_CONV,AP_SAT>" if rounding else f"ap_fixed<{precision},{integer_bits}>"
     config = hls4ml.utils.config_from_pytorch_model(
-        model, input_shape, granularity="name", backend="Vitis", default_precision=fixed,
+        convertible, input_shape, granularity="name", backend="Vitis", default_precision=fixed,
         default_reuse_factor=reuse_factor,
     )
     if reuse_factor > 1:
@@ -139,7 +156,7 @@ def export_hls4ml(
     output_dir = Path(output_dir)
     try:
         hls_model = hls4ml.converters.convert_from_pytorch_model(
-            model, hls_config=config, output_dir=str(output_dir), backend="Vitis", io_type="io_stream",
+            convertible, hls_config=config, output_dir=str(output_dir), backend="Vitis", io_type="io_stream",
             part=vivado,
         )
     except Exception as exc:  # hls4ml raises bare Exceptions for unsupported layers
