@@ -319,7 +319,7 @@ class SlackFitPolicy(DeadlinePolicy):
         head = pending[0]
         queued = sum(r.size for r in _take(pending, engine.max_batch))
         subnets = allowed(engine, head.accuracy_floor)
-        rate = self.arrival_rate() if self.lookahead else 0.0
+        rate = self.arrival_rate()  # 0 for plain SlackFit, which keeps no windows
         if self.lookahead:
             # Only subnets whose full batches keep up with the arrival rate at utilisation <=
             # ``max_utilisation`` (else the fastest): a slower one grows the backlog by every batch
