@@ -46,9 +46,8 @@ class TeacherLogits:
         self.rows = {_image_key(image): i for i, image in enumerate(images)}
 
     def lookup(self, x: torch.Tensor) -> torch.Tensor | None:
-        """The cached logits of the batch ``x``, or None if any of its images is not cached."""
-        if x.device.type != "cpu":
-            return None
+        """The cached logits of the batch ``x`` (on the CPU, where ``run_tailor`` alone builds a cache),
+        or None if any of its images is not cached."""
         rows = [self.rows.get(_image_key(image)) for image in x]
         if None in rows:
             return None
